@@ -1,0 +1,1 @@
+"""Prefect flows of mlpipe and the `mlpipe` command line; flows only wire tasks."""

@@ -1,0 +1,178 @@
+"""The ``mlpipe`` command line.
+
+Heavy libraries are imported inside commands, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from flows.runtime import configure_environment, configure_logging
+
+EXIT_FAILURE = 1
+
+
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", help="YAML config file (default: all defaults)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--dataset", metavar="NAME", help="built-in dataset (see `mlpipe datasets`)"
+    )
+    source.add_argument("--data", metavar="PATH", help="CSV or Parquet file to train on")
+    p.add_argument("--target", metavar="COL", help="target column (required with --data)")
+    p.add_argument(
+        "--task",
+        choices=["binary", "multiclass", "regression"],
+        help="learning task (inferred from the target when omitted)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a config key, e.g. --set train.max_epochs=20 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="mlpipe",
+        description="Workflow-orchestrated MLOps pipeline: validate, clean, split, engineer "
+        "features, train, evaluate and register models with Prefect, Great Expectations, "
+        "PyTorch, scikit-learn and MLflow.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="run the training flow (validate -> ... -> register)",
+        description="Run the training flow and register the model in MLflow. The new version "
+        "takes the `champion` alias only if it beats the current champion.",
+    )
+    _add_dataset_args(train)
+
+    config = sub.add_parser("config", help="print the resolved config (or its JSON schema)")
+    _add_dataset_args(config)
+    config.add_argument("--schema", action="store_true", help="print the JSON schema instead")
+
+    sub.add_parser("datasets", help="list the embedded datasets")
+
+    ui = sub.add_parser("ui", help="serve the MLflow UI for the tracking store")
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    ui.add_argument("--backend-store-uri", help="default: MLFLOW_TRACKING_URI or ./mlflow.db")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    out: list[str] = []
+    if args.dataset:
+        out.append(f"dataset.source={args.dataset}")
+    if args.data:
+        out.append(f"dataset.source={json.dumps(args.data)}")
+    if args.target:
+        out.append(f"dataset.target={json.dumps(args.target)}")
+    if args.task:
+        out.append(f"dataset.task={args.task}")
+    return out + list(args.overrides)
+
+
+def _load_config(args: argparse.Namespace) -> Any:
+    from tasks.core.config import load_config
+
+    return load_config(args.config, _overrides(args))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Validate inputs quickly, then run the training flow and print a summary."""
+    config = _load_config(args)
+    # Fail fast (before starting Prefect) on a missing file, unknown dataset or absent target.
+    from tasks.load import read_dataset
+
+    read_dataset(config.dataset)
+
+    from flows.training import training
+
+    result = training(config)
+    state = "promoted to champion" if result.promoted else "not promoted"
+    print(f"run {result.run_id}: {result.model_name} v{result.version} {state}")
+    print(f"  {result.reason}")
+    for key, value in sorted(result.metrics.items()):
+        print(f"  {key:<28} {value:.4f}")
+    print(f"  champion: {result.model_name}@champion = v{result.champion_version}")
+    print("  review: mlpipe ui  ->  http://127.0.0.1:5000")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print the resolved config as YAML, or the JSON schema."""
+    import yaml
+
+    if args.schema:
+        from tasks.core.config import Config
+
+        print(json.dumps(Config.model_json_schema(), indent=2))
+        return 0
+    print(yaml.safe_dump(_load_config(args).model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def cmd_datasets(_: argparse.Namespace) -> int:
+    """List built-in datasets."""
+    from tasks.core.datasets import BUILTINS
+
+    for d in BUILTINS.values():
+        print(f"{d.name:<14} target={d.target:<8} {d.task:<10} {d.description}")
+        print(f"{'':<14} source: {d.origin}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Run ``mlflow server`` for the local (or configured) store, bound to 127.0.0.1."""
+    from tasks.core.tracking import resolve_uri
+
+    uri = args.backend_store_uri or resolve_uri()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    cmd = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", uri,
+        "--host", args.host, "--port", str(args.port), "--workers", "1",
+    ]  # fmt: skip
+    print(f"MLflow UI for {uri} on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+COMMANDS = {"train": cmd_train, "config": cmd_config, "datasets": cmd_datasets, "ui": cmd_ui}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mlpipe`` console script."""
+    args = build_parser().parse_args(argv)
+    configure_environment()
+    configure_logging(args.verbose)
+    from tasks.core.errors import MlpipeError
+
+    try:
+        return COMMANDS[args.command](args)
+    except MlpipeError as err:
+        print(f"mlpipe: error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("mlpipe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

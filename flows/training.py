@@ -1,0 +1,59 @@
+"""The training flow: validate -> clean -> split -> features -> train -> evaluate -> register.
+
+It only wires tasks; each stage lives in ``tasks/<stage>.py``. Data travels between tasks as
+Parquet files in the run directory, referenced by path.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+from pydantic import BaseModel
+
+from tasks.clean import clean_data
+from tasks.core.config import Config
+from tasks.core.datasets import dataset_name
+from tasks.core.run import tracked_run
+from tasks.evaluate import evaluate_model
+from tasks.features import build_features
+from tasks.load import load_data
+from tasks.register import register_model
+from tasks.split import split_data
+from tasks.train import train_baseline, train_network
+from tasks.validate import validate_data
+
+
+class TrainingResult(BaseModel):
+    """What one training run produced."""
+
+    run_id: str
+    run_dir: str
+    model_name: str
+    version: str
+    promoted: bool
+    reason: str
+    champion_version: str
+    metrics: dict[str, float]
+
+
+@flow(name="training", log_prints=True)
+def training(config: Config) -> TrainingResult:
+    """Train, evaluate and register a model for ``config.dataset``."""
+    model_name = config.tracking.model_name or f"mlpipe-{dataset_name(config.dataset)}"
+    with tracked_run(config) as run:
+        data = load_data(config.dataset, run)
+        validate_data(data, run, config.dataset.expectations)
+        cleaned = clean_data(data, config.clean, run)
+        splits = split_data(cleaned, config.split, config.seed, run)
+        features = build_features(splits, config.features, run)
+        network = train_network(features, splits, config.train, config.seed, run)
+        baseline = train_baseline(features, splits, config.train, config.seed, run)
+        evaluation = evaluate_model(
+            network, baseline, features, splits, config.tracking.primary_metric, run
+        )
+        registration = register_model(network, evaluation, splits, model_name, data.digest, run)
+    return TrainingResult(
+        run_id=run.run_id,
+        run_dir=run.run_dir,
+        metrics=evaluation.metrics,
+        **registration.model_dump(exclude={"model_uri"}),
+    )

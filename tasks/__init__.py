@@ -1,0 +1,1 @@
+"""Pipeline stages, one per module: thin Prefect tasks over pure functions."""

@@ -1,0 +1,193 @@
+"""The one place that builds a Great Expectations context and runs suites.
+
+Suites live as JSON in ``expectations/`` (in git). They run in an ephemeral context, so nothing is
+written to disk, and the result is turned into a :class:`ValidationReport` that the rest of mlpipe
+uses (JSON for MLflow, a readable summary for people).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from tasks.core.errors import ConfigError
+
+MAX_EXAMPLES = 5
+
+
+class ExpectationResult(BaseModel):
+    """Outcome of one expectation, reduced to what a person needs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    expectation: str
+    column: str | None
+    success: bool
+    severity: str = "critical"
+    observed: Any = None
+    unexpected_count: int = 0
+    unexpected_percent: float = 0.0
+    examples: list[Any] = []
+    unexpected_index: list[int] = []
+    error: str | None = None
+
+    def describe(self) -> str:
+        """One line: expectation, column, failing count, examples or observed value."""
+        where = f" on column '{self.column}'" if self.column else ""
+        parts = [f"{self.expectation}{where}"]
+        if self.error:
+            parts.append(f"error: {self.error}")
+        if self.unexpected_count:
+            parts.append(f"{self.unexpected_count} failing rows ({self.unexpected_percent:.2f}%)")
+        if self.examples:
+            parts.append("examples: " + ", ".join(repr(v) for v in self.examples))
+        elif self.observed is not None:
+            parts.append(f"observed: {self.observed!r}")
+        return "; ".join(parts)
+
+
+class ValidationReport(BaseModel):
+    """Outcome of a suite on one table."""
+
+    model_config = ConfigDict(frozen=True)
+
+    suite: str
+    success: bool
+    rows: int
+    results: list[ExpectationResult]
+
+    @property
+    def failures(self) -> list[ExpectationResult]:
+        """The expectations that failed."""
+        return [r for r in self.results if not r.success]
+
+    def summary(self) -> str:
+        """A one-screen, human-readable summary (Markdown)."""
+        status = "PASSED" if self.success else "FAILED"
+        lines = [
+            f"# Validation {status}: suite `{self.suite}`",
+            "",
+            f"{self.rows} rows, {len(self.results)} expectations, {len(self.failures)} failed.",
+            "",
+        ]
+        if self.failures:
+            lines.append("## Failed expectations")
+            lines += [f"- {r.describe()}" for r in self.failures]
+            lines.append("")
+        lines.append("## All expectations")
+        lines.append("| expectation | column | result | failing rows |")
+        lines.append("|---|---|---|---|")
+        for r in self.results:
+            mark = "pass" if r.success else "FAIL"
+            lines.append(f"| {r.expectation} | {r.column or ''} | {mark} | {r.unexpected_count} |")
+        return "\n".join(lines) + "\n"
+
+
+def load_suite(path: str | Path) -> dict[str, Any]:
+    """Read a suite JSON file (``{"name": ..., "expectations": [...]}``).
+
+    Raises:
+        ConfigError: The file is missing or not a valid suite.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"expectation suite not found: {p}")
+    try:
+        suite = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"expectation suite {p} is not valid JSON: {err}") from None
+    if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list):
+        raise ConfigError(f"expectation suite {p} needs a list under 'expectations'")
+    suite.setdefault("name", p.stem)
+    return suite
+
+
+def _context() -> Any:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    # GX pins this logger to INFO at import and announces a temporary docs folder on every
+    # ephemeral context; only warnings are worth showing.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return ctx
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    return value
+
+
+def run_suite(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:
+    """Run a suite on a frame with COMPLETE results (failing row positions included).
+
+    Args:
+        frame: The table to validate; its index is reset so failing rows are positions.
+        suite: Suite mapping as stored in ``expectations/*.json``.
+
+    Returns:
+        The report; ``unexpected_index`` holds the positions of failing rows.
+
+    Raises:
+        ConfigError: The suite names an unknown expectation type or bad arguments.
+    """
+    import great_expectations as gx
+
+    ctx = _context()
+    spec = {k: v for k, v in suite.items() if k in {"name", "expectations", "meta"}}
+    try:
+        gx_suite = ctx.suites.add(gx.ExpectationSuite(**spec))
+    except Exception as err:
+        raise ConfigError(f"invalid expectation suite '{suite.get('name')}': {err}") from None
+    batch = (
+        ctx.data_sources.add_pandas("mlpipe")
+        .add_dataframe_asset("table")
+        .add_batch_definition_whole_dataframe("whole")
+    )
+    definition = ctx.validation_definitions.add(
+        gx.ValidationDefinition(name="mlpipe", data=batch, suite=gx_suite)
+    )
+    data = frame.reset_index(drop=True)
+    outcome = definition.run(
+        batch_parameters={"dataframe": data}, result_format={"result_format": "COMPLETE"}
+    ).to_json_dict()
+    results = [_reduce(r) for r in outcome["results"]]
+    return ValidationReport(
+        suite=str(suite.get("name")),
+        success=all(r.success for r in results),
+        rows=len(data),
+        results=results,
+    )
+
+
+def _reduce(raw: dict[str, Any]) -> ExpectationResult:
+    config = raw["expectation_config"]
+    result = raw.get("result") or {}
+    exc = raw.get("exception_info") or {}
+    error = exc.get("exception_message") if exc.get("raised_exception") else None
+    examples = [_jsonable(v) for v in (result.get("partial_unexpected_list") or [])]
+    return ExpectationResult(
+        expectation=config["type"],
+        column=config["kwargs"].get("column"),
+        success=bool(raw["success"]),
+        severity=str((config.get("meta") or {}).get("severity", "critical")),
+        observed=_jsonable(result.get("observed_value")),
+        unexpected_count=int(result.get("unexpected_count") or 0),
+        unexpected_percent=float(result.get("unexpected_percent") or 0.0),
+        examples=examples[:MAX_EXAMPLES],
+        unexpected_index=[int(i) for i in (result.get("unexpected_index_list") or [])],
+        error=error,
+    )

@@ -1,0 +1,277 @@
+"""The one place that talks to MLflow: runs, params, metrics, artifacts, registry, aliases.
+
+Every function takes an explicit ``run_id`` instead of relying on MLflow's thread-local active
+run, so tasks behave the same in threads, processes or Dask workers. Nothing happens at import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+    from mlflow.entities.model_registry import ModelVersion
+
+CHAMPION = "champion"
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlruns"
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """Pick the tracking URI: explicit, else ``MLFLOW_TRACKING_URI``, else local SQLite in cwd."""
+    if uri:
+        return uri
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def configure(uri: str | None = None) -> str:
+    """Point MLflow tracking and registry at ``resolve_uri(uri)`` and return it."""
+    import mlflow
+
+    resolved = resolve_uri(uri)
+    mlflow.set_tracking_uri(resolved)
+    mlflow.set_registry_uri(resolved)
+    return resolved
+
+
+def _client() -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def _experiment_id(name: str, tracking_uri: str) -> str:
+    client = _client()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = None
+    if tracking_uri.startswith("sqlite:///") or "://" not in tracking_uri:
+        # Local store: artifacts beside the database, absolute so `mlflow server` finds them.
+        base = Path(tracking_uri.removeprefix("sqlite:///")).parent
+        location = (base / DEFAULT_ARTIFACTS).resolve().as_uri()
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+def start_run(experiment: str, run_name: str, tracking_uri: str, tags: dict[str, str]) -> str:
+    """Create a run in ``experiment`` (created if missing) and return its id."""
+    client = _client()
+    run = client.create_run(_experiment_id(experiment, tracking_uri), run_name=run_name, tags=tags)
+    return str(run.info.run_id)
+
+
+def end_run(run_id: str, failed: bool) -> None:
+    """Mark a run FINISHED or FAILED."""
+    _client().set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+
+def log_params(run_id: str, params: dict[str, str]) -> None:
+    """Log string params in batches (MLflow caps a batch at 100 params)."""
+    from mlflow.entities import Param
+
+    items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+    client = _client()
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100])
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+    """Log finite float metrics at ``step`` in one batch; non-finite values are skipped."""
+    import math
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [
+        Metric(k, float(v), now, step or 0)
+        for k, v in sorted(metrics.items())
+        if v is not None and math.isfinite(float(v))
+    ]
+    if items:
+        _client().log_batch(run_id, metrics=items)
+
+
+def set_tags(run_id: str, tags: dict[str, str]) -> None:
+    """Set run tags."""
+    from mlflow.entities import RunTag
+
+    _client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_artifact(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    """Upload a local file or folder to the run's artifacts."""
+    p = Path(path)
+    if p.is_dir():
+        _client().log_artifacts(run_id, str(p), artifact_path)
+    else:
+        _client().log_artifact(run_id, str(p), artifact_path)
+
+
+def log_text(run_id: str, text: str, artifact_file: str) -> None:
+    """Store ``text`` as an artifact file."""
+    _client().log_text(run_id, text, artifact_file)
+
+
+def log_dict(run_id: str, data: Any, artifact_file: str) -> None:
+    """Store JSON-serialisable ``data`` as an artifact file."""
+    _client().log_dict(run_id, data, artifact_file)
+
+
+def log_figure(run_id: str, figure: Figure, artifact_file: str) -> None:
+    """Store a matplotlib figure as a PNG artifact."""
+    _client().log_figure(run_id, figure, artifact_file)
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """SHA-256 over every row, the column names and dtypes.
+
+    MLflow's own dataset digest hashes only the first 10,000 rows; this one covers the whole
+    content, independent of the file format it came from.
+    """
+    import pandas as pd
+
+    h = hashlib.sha256()
+    h.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def log_dataset(
+    run_id: str,
+    frame: pd.DataFrame,
+    *,
+    source: str,
+    name: str,
+    target: str | None,
+    context: str,
+    digest: str,
+) -> None:
+    """Record the input dataset on the run (``log_input``) plus its full-content digest tag."""
+    import warnings
+
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.entities import DatasetInput, InputTag
+
+    with warnings.catch_warnings():
+        # A plain name like "digits" matches several source types; integer columns get a hint
+        # about missing values that only matters for model signatures.
+        warnings.filterwarnings("ignore", message="The specified dataset source")
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        dataset = from_pandas(frame, source=source, name=name, targets=target)
+        entity = dataset._to_mlflow_entity()
+    tags = [InputTag(key="mlflow.data.context", value=context)]
+    _client().log_inputs(run_id, datasets=[DatasetInput(entity, tags)])
+    set_tags(run_id, {"mlpipe.dataset.digest": digest, "mlpipe.dataset.rows": str(len(frame))})
+
+
+def git_info(path: str | Path) -> dict[str, str]:
+    """Commit and dirty flag of the git work tree holding ``path`` (``unknown`` outside git)."""
+    cwd = Path(path)
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"mlpipe.git.commit": "unknown", "mlpipe.git.dirty": "unknown"}
+    return {
+        "mlpipe.git.commit": commit,
+        "mlpipe.git.dirty": str(bool(status)).lower(),
+        "mlflow.source.git.commit": commit,
+    }
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The version currently holding the ``champion`` alias."""
+
+    version: str
+    run_id: str
+    metric: float | None
+
+
+def log_pyfunc_model(
+    run_id: str,
+    *,
+    python_model: Any,
+    artifacts: dict[str, str],
+    code_paths: list[str],
+    signature: Any,
+    input_example: pd.DataFrame,
+    pip_requirements: list[str],
+) -> str:
+    """Log a pyfunc model to the run and return its ``models:/`` URI."""
+    import mlflow
+
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=python_model,
+            artifacts=artifacts,
+            code_paths=code_paths,
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=pip_requirements,
+        )
+    return str(info.model_uri)
+
+
+def register_version(model_uri: str, name: str, run_id: str, tags: dict[str, str]) -> str:
+    """Register ``model_uri`` as a new version of ``name`` and return the version number."""
+    client = _client()
+    try:
+        client.get_registered_model(name)
+    except Exception:
+        client.create_registered_model(
+            name, description="Registered by mlpipe: preprocessing + network, raw rows in."
+        )
+    mv = client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    return str(mv.version)
+
+
+def champion(name: str, metric: str) -> Champion | None:
+    """The version holding the ``champion`` alias of ``name`` and its run's ``metric``."""
+    client = _client()
+    try:
+        mv: ModelVersion = client.get_model_version_by_alias(name, CHAMPION)
+    except Exception:
+        return None
+    value = None
+    if mv.run_id:
+        value = client.get_run(mv.run_id).data.metrics.get(metric)
+    return Champion(version=str(mv.version), run_id=str(mv.run_id), metric=value)
+
+
+def set_champion(name: str, version: str) -> None:
+    """Move the ``champion`` alias of ``name`` to ``version``."""
+    _client().set_registered_model_alias(name, CHAMPION, version)
+
+
+def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:
+    """Set tags on a model version."""
+    client = _client()
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, str(v))
+
+
+def scratch_dir() -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder for files on their way to MLflow."""
+    return tempfile.TemporaryDirectory(prefix="mlpipe-")
