@@ -80,7 +80,9 @@ def validate_data(data: LoadedData, run: RunContext, suite_path: str | None) -> 
     )
     tracking.log_metrics(run.run_id, {"validation_failed_expectations": len(report.failures)})
     if not report.success:
-        log.error("%s", report.summary())
+        log.error(
+            "validation failed:\n%s", "\n".join(f"  - {r.describe()}" for r in report.failures)
+        )
         raise DataValidationError(failure_message(report))
     log.info("validation passed: %d expectations on %d rows", len(report.results), report.rows)
     return report

@@ -148,10 +148,17 @@ def run_suite(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:
 
     ctx = _context()
     spec = {k: v for k, v in suite.items() if k in {"name", "expectations", "meta"}}
+    _check_known_types(suite)
     try:
         gx_suite = ctx.suites.add(gx.ExpectationSuite(**spec))
-    except Exception as err:
+    except Exception as err:  # GX raises many types for a malformed suite
         raise ConfigError(f"invalid expectation suite '{suite.get('name')}': {err}") from None
+    if len(gx_suite.expectations) != len(suite["expectations"]):
+        # GX logs and drops an expectation it cannot build; a dropped check must not pass.
+        raise ConfigError(
+            f"invalid expectation suite '{suite.get('name')}': "
+            "Great Expectations rejected some expectations (check their kwargs)"
+        )
     batch = (
         ctx.data_sources.add_pandas("mlpipe")
         .add_dataframe_asset("table")
@@ -171,6 +178,21 @@ def run_suite(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:
         rows=len(data),
         results=results,
     )
+
+
+def _check_known_types(suite: dict[str, Any]) -> None:
+    """Refuse unknown expectation types by name, before GX silently drops them."""
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    for exp in suite["expectations"]:
+        kind = exp.get("type") if isinstance(exp, dict) else None
+        try:
+            get_expectation_impl(str(kind))
+        except Exception:  # ExpectationNotFoundError and friends
+            raise ConfigError(
+                f"invalid expectation suite '{suite.get('name')}': "
+                f"unknown expectation type '{kind}'"
+            ) from None
 
 
 def _reduce(raw: dict[str, Any]) -> ExpectationResult:

@@ -183,7 +183,9 @@ def coerce_target(series: pd.Series, task: TaskType) -> pd.Series:
         values = pd.to_numeric(series, errors="coerce")
         finite = values.dropna()
         if np.all(finite == np.round(finite)):
-            return values.map(lambda v: int(v) if pd.notna(v) else np.nan).astype(object)
+            # Built element by element: Series.map would re-infer float64 for ints + NaN.
+            labels = [int(v) if pd.notna(v) else np.nan for v in values]
+            return pd.Series(labels, index=series.index, dtype=object)
         return values.astype(object)
     return series.astype("str").astype(object)
 

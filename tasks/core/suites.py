@@ -25,8 +25,11 @@ def _expect(kind: str, severity: str, **kwargs: Any) -> dict[str, Any]:
     return {"type": kind, "kwargs": kwargs, "meta": {"severity": severity}}
 
 
-def _bound(value: float, integral: bool) -> float | int:
-    return int(np.floor(value)) if integral else round(float(value), 6)
+def _outward(value: float, up: bool, integral: bool) -> float | int:
+    """Round a bound away from the data (never into it), to 6 decimals or to an integer."""
+    scale = 1 if integral else 1_000_000
+    rounded = (np.ceil(value * scale) if up else np.floor(value * scale)) / scale
+    return int(rounded) if integral else float(rounded)
 
 
 def suite_from_frame(frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
@@ -77,12 +80,12 @@ def suite_from_frame(frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
             integral = bool(np.all(values == np.round(values)))
             lo, hi = float(values.min()), float(values.max())
             slack = (hi - lo) * RANGE_MARGIN
-            low = lo if (lo >= 0 and lo - slack < 0) else lo - slack  # keep non-negative data >= 0
+            # Non-negative data (counts, sizes) stays non-negative.
+            low = max(0.0, lo - slack) if lo >= 0 else lo - slack
             exps.append(
                 _expect("expect_column_values_to_be_between", "row", column=name,
-                        min_value=_bound(low, integral),
-                        max_value=_bound(hi + slack, False) if not integral
-                        else int(np.ceil(hi + slack)))
+                        min_value=_outward(low, up=False, integral=integral),
+                        max_value=_outward(hi + slack, up=True, integral=integral))
             )  # fmt: skip
         else:
             distinct = series.dropna().unique()

@@ -1,0 +1,71 @@
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+from tests.helpers import make_mixed_frame
+
+
+def test_help_is_instant_and_imports_nothing_heavy():
+    code = (
+        "import sys, flows.cli\n"
+        "heavy = [m for m in ('torch', 'prefect', 'mlflow', 'great_expectations', 'sklearn')"
+        " if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "train" in done.stdout
+    assert time.perf_counter() - started < 10, "generous bound: only catches eager heavy imports"
+
+
+def test_datasets_lists_builtins(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("digits", "penguins", "breast_cancer", "diabetes"):
+        assert name in out
+
+
+def test_config_prints_resolved_values(capsys):
+    assert main(["config", "--dataset", "penguins", "--set", "train.max_epochs=7"]) == 0
+    out = capsys.readouterr().out
+    assert "source: penguins" in out and "max_epochs: 7" in out
+
+
+def test_unknown_option_exits_non_zero(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--epochs", "3"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --epochs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "missing.csv", "--target", "y"], "data file not found: missing.csv"),
+        (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+        (["--data", "{csv}", "--target", "nope"], "target column 'nope' not found"),
+        (["--data", "{csv}"], "no target column"),
+        (["--data", "{empty}", "--target", "y"], "data file is empty"),
+        (["--set", "train.epochs=3"], "unknown config key 'train.epochs'"),
+        (["--config", "nope.yaml"], "config file not found"),
+    ],
+)
+def test_bad_input_one_line_non_zero_and_no_registry(tmp_path: Path, capsys, args, message):
+    csv, empty = tmp_path / "ok.csv", tmp_path / "empty.csv"
+    make_mixed_frame(50).to_csv(csv, index=False)
+    empty.write_text("")
+    argv = ["train", *[a.format(csv=csv, empty=empty) for a in args]]
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and err[0].startswith("mlpipe: error: ") and message in err[0], err
+    assert not (tmp_path / "mlflow.db").exists(), "bad input must not touch the registry"
+    assert not (tmp_path / "runs").exists(), "nothing half-written is left behind"

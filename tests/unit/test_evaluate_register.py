@@ -1,0 +1,67 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.core.schema import Schema
+from tasks.core.tracking import Champion
+from tasks.evaluate import classification_metrics, default_primary_metric, regression_metrics
+from tasks.register import decide_promotion, input_example, pip_requirements
+
+
+def test_classification_metrics_match_hand_computed_values():
+    y = np.array([0, 1, 1, 0])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
+    m = classification_metrics(y, proba)
+    assert m["accuracy"] == 0.75
+    assert m["roc_auc"] == 1.0, "every positive scores above every negative"
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4, 0.7])))
+
+
+def test_roc_auc_left_out_when_a_class_is_absent():
+    proba = np.array([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1]])
+    assert "roc_auc" not in classification_metrics(np.array([0, 1]), proba)
+
+
+def test_regression_metrics():
+    m = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]))
+    assert m["mae"] == pytest.approx(2 / 3)
+    assert m["rmse"] == pytest.approx(np.sqrt(4 / 3))
+
+
+def test_default_primary_metrics():
+    assert [default_primary_metric(t) for t in ("binary", "multiclass", "regression")] == [
+        "roc_auc", "accuracy", "rmse",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("new", "current", "higher", "promote"),
+    [
+        (0.9, None, True, True),
+        (0.9, Champion("1", "r", 0.8), True, True),
+        (0.8, Champion("1", "r", 0.8), True, False),
+        (0.7, Champion("1", "r", 0.8), True, False),
+        (3.0, Champion("1", "r", 4.0), False, True),
+        (5.0, Champion("1", "r", 4.0), False, False),
+        (0.5, Champion("1", "r", None), True, True),
+    ],
+)
+def test_decide_promotion(new, current, higher, promote):
+    decision = decide_promotion("test_m", new, current, higher)
+    assert decision.promote is promote, decision.reason
+    if current is not None and current.metric is not None:
+        assert "test_m" in decision.reason and f"v{current.version}" in decision.reason
+
+
+def test_input_example_prefers_rows_with_missing_values():
+    schema = Schema(name="t", target="y", task="binary", numeric=["n"], categorical=[])
+    test = pd.DataFrame({"n": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0, 7.0], "y": [0, 1] * 3 + [0]})
+    example = input_example(test, schema)
+    assert list(example.columns) == ["n"] and len(example) == 5
+    assert example["n"].isna().iloc[0], "a NaN row shows users that missing values are accepted"
+
+
+def test_pip_requirements_are_exact_pins():
+    pins = pip_requirements()
+    assert all("==" in p for p in pins)
+    assert "torch==2.13.0" in pins, "local CPU wheel version without the +cpu suffix"

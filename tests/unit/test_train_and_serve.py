@@ -1,0 +1,107 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tasks.core.config import FeatureConfig, TrainConfig
+from tasks.core.inference import Predictor
+from tasks.core.nets import MLP, SmallCNN, build_network
+from tasks.core.schema import Schema
+from tasks.features import fit_preprocessor
+from tasks.train import encode_target, fit_baseline, fit_network
+
+
+def blobs(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, 4)).astype(np.float32) + y[:, None].astype(np.float32) * 2
+    return x, y.astype(np.int64)
+
+
+def spec(task: str = "multiclass", n_out: int = 3) -> dict:
+    return {
+        "architecture": "mlp", "task": task, "n_inputs": 4, "n_outputs": n_out,
+        "hidden_layers": [16, 8], "dropout": 0.0, "image_shape": None,
+    }  # fmt: skip
+
+
+def test_same_seed_same_weights_and_history():
+    x, y = blobs()
+    cfg = TrainConfig(max_epochs=5, batch_size=32)
+    net_a, hist_a, _ = fit_network(x[:200], y[:200], x[200:], y[200:], spec(), cfg, seed=3)
+    net_b, hist_b, _ = fit_network(x[:200], y[:200], x[200:], y[200:], spec(), cfg, seed=3)
+    assert hist_a == hist_b, "same seed must give the same learning curve"
+    for a, b in zip(net_a.state_dict().values(), net_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_learns_separable_classes_and_reports_each_epoch():
+    x, y = blobs()
+    seen: list[dict] = []
+    net, history, best = fit_network(
+        x[:200], y[:200], x[200:], y[200:], spec(), TrainConfig(max_epochs=40, learning_rate=0.01), 0,
+        seen.append,
+    )
+    assert seen == history and 1 <= best <= len(history)
+    assert history[-1]["val_accuracy"] > 0.85
+    assert {"train_loss", "val_loss", "train_accuracy", "val_accuracy"} <= set(history[0])
+
+
+def test_early_stopping_stops_before_max_epochs():
+    x, y = blobs()
+    # Random labels: validation loss cannot keep improving, so patience ends training.
+    y_noise = np.random.default_rng(1).integers(0, 3, len(y))
+    cfg = TrainConfig(max_epochs=200, patience=3, learning_rate=0.01)
+    _, history, best = fit_network(x[:200], y_noise[:200], x[200:], y_noise[200:], spec(), cfg, 0)
+    assert len(history) < 200 and len(history) - best == 3
+
+
+def test_regression_network_fits_a_line():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5, 0.0], dtype=np.float32)).astype(np.float32)
+    net, history, _ = fit_network(
+        x[:250], y[:250], x[250:], y[250:], spec("regression", 1), TrainConfig(max_epochs=60), 0
+    )
+    assert history[-1]["val_loss"] < 0.1 * float(np.var(y))
+    assert "val_accuracy" not in history[-1]
+
+
+def test_cnn_shapes_with_extra_features():
+    net = build_network(
+        {"architecture": "cnn", "n_inputs": 66, "n_outputs": 10, "dropout": 0.0,
+         "image_shape": [8, 8], "hidden_layers": []}
+    )  # fmt: skip
+    assert isinstance(net, SmallCNN)
+    assert net(torch.zeros(5, 66)).shape == (5, 10)
+    assert isinstance(build_network(spec()), MLP)
+
+
+@pytest.mark.parametrize("kind", ["linear", "hgb"])
+def test_baselines_fit(kind: str):
+    x, y = blobs()
+    model = fit_baseline(x, y, classify=True, kind=kind, seed=0)
+    assert (model.predict(x) == y).mean() > 0.85
+
+
+def test_encode_target_uses_class_order():
+    assert encode_target(pd.Series(["b", "a", "b"]), ["a", "b"]).tolist() == [1, 0, 1]
+
+
+def test_predictor_roundtrip_raw_rows_with_nan(tmp_path: Path):
+    schema = Schema(name="t", target="y", task="binary", numeric=["n"], categorical=["c"])
+    train = pd.DataFrame({"n": [1.0, 2.0, 3.0, 4.0], "c": ["u", "v", "u", "v"]})
+    pre = fit_preprocessor(train, schema, FeatureConfig())
+    net_spec = {**spec("binary", 2), "n_inputs": 3}
+    meta = {"schema": schema.model_dump(mode="json"), "classes": ["no", "yes"], "network": net_spec}
+    predictor = Predictor(pre, build_network(net_spec), meta)
+    predictor.save(tmp_path)
+    loaded = Predictor.load(tmp_path)
+    rows = pd.DataFrame({"n": ["2.5", None, np.inf], "c": [None, "v", "new"], "extra": [1, 2, 3]})
+    out = loaded.predict(rows)
+    assert list(out.columns) == ["prediction", "proba_no", "proba_yes"]
+    assert out["prediction"].isin(["no", "yes"]).all()
+    np.testing.assert_allclose(out[["proba_no", "proba_yes"]].sum(axis=1), 1.0)
+    pd.testing.assert_frame_equal(out, predictor.predict(rows))

@@ -1,0 +1,110 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.core.config import DatasetSpec
+from tasks.core.errors import ConfigError
+from tasks.core.gx import load_suite, run_suite
+from tasks.core.suites import _outward, suite_from_frame
+from tasks.load import read_dataset, resolve_schema
+from tasks.validate import failure_message, find_suite, structural_suite
+from tests.helpers import make_mixed_frame
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_failing_rows_examples_and_message():
+    frame = pd.DataFrame({"a": [1, 2, 99, 3, 100], "b": ["x", "y", "x", "z", "x"]})
+    suite = {
+        "name": "demo",
+        "expectations": [
+            {"type": "expect_column_values_to_be_between",
+             "kwargs": {"column": "a", "min_value": 0, "max_value": 10}},
+            {"type": "expect_column_values_to_be_in_set",
+             "kwargs": {"column": "b", "value_set": ["x", "y", "z"]}},
+        ],
+    }  # fmt: skip
+    report = run_suite(frame, suite)
+    assert not report.success and len(report.failures) == 1
+    failure = report.failures[0]
+    assert (failure.column, failure.unexpected_count) == ("a", 2)
+    assert failure.unexpected_index == [2, 4] and failure.examples == [99, 100]
+    message = failure_message(report)
+    assert "expect_column_values_to_be_between" in message and "'a'" in message
+    assert "2 failing rows" in message and "99" in message
+    assert "FAILED" in report.summary() and "| a | FAIL | 2 |" in report.summary()
+
+
+def test_missing_column_is_named():
+    report = run_suite(pd.DataFrame({"a": [1]}), structural_suite_for(["a", "gone"]))
+    assert [f.column for f in report.failures] == ["gone"]
+
+
+def structural_suite_for(columns: list[str]) -> dict:
+    return {
+        "name": "s",
+        "expectations": [{"type": "expect_column_to_exist", "kwargs": {"column": c}} for c in columns],
+    }
+
+
+@pytest.mark.parametrize("name", ["digits", "penguins", "breast_cancer", "diabetes"])
+def test_shipped_suites_pass_on_their_data(name: str):
+    frame, schema = read_dataset(DatasetSpec(source=name))
+    path = find_suite(schema, None)
+    assert path is not None and path.name == f"{name}.json"
+    assert run_suite(frame, load_suite(path)).success
+
+
+def test_generated_suite_passes_on_reference_and_catches_outliers():
+    frame = make_mixed_frame()
+    schema = resolve_schema(frame, DatasetSpec(source="m.csv", target="label"))
+    suite = suite_from_frame(frame, schema)
+    assert run_suite(frame, suite).success, "a suite must pass on the data it was built from"
+    assert all(e["meta"]["severity"] in {"critical", "row"} for e in suite["expectations"])
+    bad = frame.copy()
+    bad.loc[0, "size"] = 10_000.0
+    bad.loc[1, "colour"] = "purple"
+    failed = {f.column for f in run_suite(bad, suite).failures}
+    assert failed == {"size", "colour"}
+    json.dumps(suite)  # JSON-serialisable for expectations/*.json
+
+
+def test_suite_bounds_round_outward():
+    frame = pd.DataFrame({"x": [0.0008948, 0.5, 0.9], "y": [0, 1, 0]})
+    schema = resolve_schema(
+        pd.concat([frame] * 4, ignore_index=True), DatasetSpec(source="t.csv", target="y")
+    )
+    suite = suite_from_frame(frame, schema)
+    between = next(
+        e for e in suite["expectations"]
+        if e["type"] == "expect_column_values_to_be_between" and e["kwargs"]["column"] == "x"
+    )  # fmt: skip
+    assert between["kwargs"]["min_value"] <= 0.0008948
+    assert run_suite(frame, suite).success
+    assert _outward(0.0008948, up=False, integral=False) <= 0.0008948
+    assert _outward(0.0008948, up=True, integral=False) >= 0.0008948
+    assert _outward(-2.5, up=False, integral=True) == -3
+
+
+def test_structural_suite_checks_target_and_features():
+    schema = resolve_schema(make_mixed_frame(), DatasetSpec(source="m.csv", target="label"))
+    suite = structural_suite(schema)
+    columns = {e["kwargs"].get("column") for e in suite["expectations"]}
+    assert {"label", "size", "colour"} <= columns
+
+
+def test_load_suite_errors(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_suite(tmp_path / "x.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_suite(tmp_path / "bad.json")
+
+
+def test_unknown_expectation_type_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown expectation type 'expect_the_moon'"):
+        run_suite(pd.DataFrame({"a": [np.nan]}), {"name": "x", "expectations": [
+            {"type": "expect_the_moon", "kwargs": {}}]})  # fmt: skip
