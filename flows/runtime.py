@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 # setdefault: anything the user exported wins.
 ENV_DEFAULTS = {
@@ -37,6 +38,9 @@ def configure_environment() -> None:
     """Set environment defaults for Prefect, MLflow and GX before they are imported."""
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    # Libraries calling APIs that pandas 3 deprecates: their problem, not the user's.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="mlflow")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="great_expectations")
 
 
 def configure_logging(verbose: bool = False) -> None:

@@ -18,8 +18,14 @@ configure_environment()
 @pytest.fixture(autouse=True)
 def isolated_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run each test in tmp_path with MLflow pointed at a SQLite file there."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # A flow run sets MLflow's process-wide URI; each test starts from its own store.
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     return tmp_path
 
 

@@ -47,7 +47,7 @@ class ExpectationResult(BaseModel):
             parts.append(f"{self.unexpected_count} failing rows ({self.unexpected_percent:.2f}%)")
         if self.examples:
             parts.append("examples: " + ", ".join(repr(v) for v in self.examples))
-        elif self.observed is not None:
+        elif self.observed is not None and not self.error:
             parts.append(f"observed: {self.observed!r}")
         return "; ".join(parts)
 
@@ -171,7 +171,10 @@ def run_suite(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:
     outcome = definition.run(
         batch_parameters={"dataframe": data}, result_format={"result_format": "COMPLETE"}
     ).to_json_dict()
-    results = [_reduce(r) for r in outcome["results"]]
+    columns = {str(c) for c in data.columns}
+    results = [_explain(_reduce(r), r, columns) for r in outcome["results"]]
+    # Table-level failures (missing columns, row counts) explain the column-level ones: first.
+    results.sort(key=lambda r: (r.success, r.column is not None))
     return ValidationReport(
         suite=str(suite.get("name")),
         success=all(r.success for r in results),
@@ -193,6 +196,31 @@ def _check_known_types(suite: dict[str, Any]) -> None:
                 f"invalid expectation suite '{suite.get('name')}': "
                 f"unknown expectation type '{kind}'"
             ) from None
+
+
+def _explain(
+    result: ExpectationResult, raw: dict[str, Any], columns: set[str]
+) -> ExpectationResult:
+    """Name missing or unexpected columns instead of GX's bare observed list."""
+    if result.success:
+        return result
+    if result.column is not None and result.column not in columns:
+        return result.model_copy(update={"error": f"column '{result.column}' is missing"})
+    if result.expectation in {"expect_table_columns_to_match_set",
+                              "expect_table_columns_to_match_ordered_list"}:  # fmt: skip
+        kwargs = raw["expectation_config"]["kwargs"]
+        wanted = [str(c) for c in kwargs.get("column_set") or kwargs.get("column_list") or []]
+        missing = [c for c in wanted if c not in columns]
+        extra = sorted(columns - set(wanted))
+        parts = []
+        if missing:
+            parts.append("missing columns: " + ", ".join(missing))
+        if extra and (kwargs.get("exact_match", True) or not missing):
+            parts.append("unexpected columns: " + ", ".join(extra))
+        if not parts:
+            parts.append("column order differs")
+        return result.model_copy(update={"error": "; ".join(parts)})
+    return result
 
 
 def _reduce(raw: dict[str, Any]) -> ExpectationResult:

@@ -55,4 +55,8 @@ def test_partition_stats_merge_to_whole_frame_stats():
 
 def test_stats_metrics_are_flat():
     stats = CleanStats(rows_in=3, rows_kept=2, dropped={"duplicate": 1})
-    assert stats.metrics() == {"clean_rows_in": 3, "clean_rows_kept": 2, "clean_dropped_duplicate": 1}
+    assert stats.metrics() == {
+        "clean_rows_in": 3,
+        "clean_rows_kept": 2,
+        "clean_dropped_duplicate": 1,
+    }

@@ -28,7 +28,7 @@ def test_penguins_has_categoricals_and_missing_values():
 
 
 def test_unknown_builtin_names_the_choices():
-    with pytest.raises(DataError, match="unknown dataset 'mnist'.*digits"):
+    with pytest.raises(DataError, match=r"unknown dataset 'mnist'.*digits"):
         load_source(DatasetSpec(source="mnist"))
 
 

@@ -40,8 +40,14 @@ def test_same_seed_same_weights_and_history():
 def test_learns_separable_classes_and_reports_each_epoch():
     x, y = blobs()
     seen: list[dict] = []
-    net, history, best = fit_network(
-        x[:200], y[:200], x[200:], y[200:], spec(), TrainConfig(max_epochs=40, learning_rate=0.01), 0,
+    _net, history, best = fit_network(
+        x[:200],
+        y[:200],
+        x[200:],
+        y[200:],
+        spec(),
+        TrainConfig(max_epochs=40, learning_rate=0.01),
+        0,
         seen.append,
     )
     assert seen == history and 1 <= best <= len(history)
@@ -62,7 +68,7 @@ def test_regression_network_fits_a_line():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 4)).astype(np.float32)
     y = (x @ np.array([1.0, -2.0, 0.5, 0.0], dtype=np.float32)).astype(np.float32)
-    net, history, _ = fit_network(
+    _net, history, _ = fit_network(
         x[:250], y[:250], x[250:], y[250:], spec("regression", 1), TrainConfig(max_epochs=60), 0
     )
     assert history[-1]["val_loss"] < 0.1 * float(np.var(y))

@@ -46,7 +46,9 @@ def test_missing_column_is_named():
 def structural_suite_for(columns: list[str]) -> dict:
     return {
         "name": "s",
-        "expectations": [{"type": "expect_column_to_exist", "kwargs": {"column": c}} for c in columns],
+        "expectations": [
+            {"type": "expect_column_to_exist", "kwargs": {"column": c}} for c in columns
+        ],
     }
 
 

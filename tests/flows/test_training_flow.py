@@ -1,0 +1,172 @@
+"""The whole training flow on real data, with MLflow in a temporary directory."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from flows.training import training
+from tasks.core.config import build_config
+from tasks.core.datasets import load_source
+from tasks.core.errors import DataValidationError
+from tasks.core.tracking import frame_digest
+from tests.helpers import make_mixed_frame
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+FAST = {"train": {"max_epochs": 15, "hidden_layers": [32, 16]}}
+
+
+def fresh_process_predict(model_uri: str, rows: pd.DataFrame, workdir: Path) -> pd.DataFrame:
+    """Load a model in a new Python process (another cwd) and predict ``rows``."""
+    rows_path = workdir / "rows.parquet"
+    rows.to_parquet(rows_path)
+    code = (
+        "import sys, mlflow, pandas as pd\n"
+        f"model = mlflow.pyfunc.load_model({model_uri!r})\n"
+        f"out = model.predict(pd.read_parquet({str(rows_path)!r}))\n"
+        "print(out.to_json(orient='split'))\n"
+    )
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True, env=os.environ
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return pd.read_json(io.StringIO(done.stdout.strip().splitlines()[-1]), orient="split")
+
+
+def test_penguins_lifecycle(isolated_workdir: Path):
+    client = MlflowClient()
+    config = build_config({"dataset": {"source": "penguins"}, **FAST})
+
+    # Given a first run: version 1 is registered and takes `champion`.
+    first = training(config)
+    assert (first.version, first.promoted) == ("1", True), first.reason
+    assert str(client.get_model_version_by_alias("mlpipe-penguins", "champion").version) == "1"
+
+    run = client.get_run(first.run_id)
+    assert run.info.status == "FINISHED"
+    for key in ("test_accuracy", "test_macro_f1", "test_roc_auc", "test_log_loss",
+                "baseline_test_accuracy", "clean_rows_in", "clean_rows_kept"):  # fmt: skip
+        assert key in run.data.metrics, f"metric {key} missing"
+    assert run.data.metrics["clean_rows_in"] == 344
+    assert run.data.params["train.max_epochs"] == "15"
+    assert run.data.params["train.hidden_layers"] == "[32, 16]"
+    tags = run.data.tags
+    assert tags["mlpipe.validation.status"] == "passed"
+    assert tags["mlpipe.dataset.digest"] == frame_digest(load_source(config.dataset))
+    assert len(tags["mlpipe.git.commit"]) in (40, 7) and tags["mlpipe.git.dirty"] in {
+        "true",
+        "false",
+    }
+    assert run.inputs.dataset_inputs[0].dataset.name == "penguins"
+    history = client.get_metric_history(first.run_id, "val_loss")
+    assert [m.step for m in history] == list(range(1, len(history) + 1)), "one point per epoch"
+    artifacts = {a.path for a in client.list_artifacts(first.run_id, "plots")}
+    assert artifacts == {
+        "plots/confusion_matrix.png", "plots/roc_pr_curves.png",
+        "plots/learning_curves.png", "plots/correlation_heatmap.png",
+    }  # fmt: skip
+    assert {a.path for a in client.list_artifacts(first.run_id, "validation")} == {
+        "validation/result.json", "validation/summary.md",
+    }  # fmt: skip
+
+    # When the same config runs again: identical metrics, version 2 is not promoted.
+    second = training(config)
+    assert second.metrics == first.metrics, "same config and seed must give identical metrics"
+    assert (second.version, second.promoted) == ("2", False)
+    assert str(client.get_model_version_by_alias("mlpipe-penguins", "champion").version) == "1"
+    v2 = client.get_model_version("mlpipe-penguins", "2")
+    assert (
+        v2.tags["mlpipe.decision"] == "not promoted"
+        and "not better" in v2.tags["mlpipe.decision.reason"]
+    )
+
+    # When the data lose a required column: the flow stops before training.
+    broken = isolated_workdir / "broken.csv"
+    load_source(config.dataset).drop(columns=["flipper_length_mm"]).to_csv(broken, index=False)
+    bad = build_config(
+        {"dataset": {"source": str(broken), "name": "penguins", "target": "species"}, **FAST}
+    )
+    with pytest.raises(DataValidationError, match="flipper_length_mm"):
+        training(bad)
+    versions = client.search_model_versions("name='mlpipe-penguins'")
+    assert len(versions) == 2, "a failed validation must not register anything"
+    assert str(client.get_model_version_by_alias("mlpipe-penguins", "champion").version) == "1"
+    failed = client.search_runs(
+        [run.info.experiment_id], "tags.`mlpipe.validation.status` = 'failed'"
+    )
+    assert len(failed) == 1 and failed[0].info.status == "FAILED"
+    assert client.list_artifacts(failed[0].info.run_id, "validation"), "failed result is logged"
+    assert len(list((isolated_workdir / "runs").iterdir())) == 2, "failed run dir removed"
+
+    # Then the champion reloads in a fresh process and predicts raw rows, NaNs included.
+    raw = load_source(config.dataset).drop(columns=["species"])
+    rows = pd.concat([raw[raw.isna().any(axis=1)].head(5), raw.head(5)])
+    assert rows.isna().any().any()
+    served = fresh_process_predict("models:/mlpipe-penguins@champion", rows, isolated_workdir)
+    assert len(served) == len(rows)
+    assert set(served["prediction"]) <= {"Adelie", "Chinstrap", "Gentoo"}
+    proba = served[[c for c in served.columns if c.startswith("proba_")]]
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_arbitrary_csv_without_code_changes(isolated_workdir: Path, regression: bool):
+    path = isolated_workdir / ("prices.csv" if regression else "labels.csv")
+    make_mixed_frame(n=400, regression=regression).to_csv(path, index=False)
+    target = "price" if regression else "label"
+    config = build_config({"dataset": {"source": str(path), "target": target}, **FAST})
+    result = training(config)
+    expected = "test_rmse" if regression else "test_roc_auc"
+    assert expected in result.metrics and result.promoted
+    run = MlflowClient().get_run(result.run_id)
+    assert run.data.tags["mlpipe.task"] == ("regression" if regression else "binary")
+    if not regression:
+        assert result.metrics["test_accuracy"] > 0.8, "the label is learnable from the features"
+    else:
+        assert result.metrics["test_r2"] > 0.5, "the price is learnable from the features"
+
+
+def test_digits_mlp_reaches_097_test_accuracy():
+    config = build_config(overrides=["dataset.source=digits"])
+    result = training(config)
+    assert result.metrics["test_accuracy"] >= 0.97, result.metrics
+
+
+def test_cnn_on_digits_registers():
+    config = build_config(
+        overrides=["dataset.source=digits", "train.architecture=cnn", "train.max_epochs=3"]
+    )
+    result = training(config)
+    assert result.metrics["test_accuracy"] > 0.8 and result.version == "1"
+
+
+@pytest.mark.integration
+def test_cli_train_on_a_csv(isolated_workdir: Path):
+    import prefect.settings
+
+    path = isolated_workdir / "shop.csv"
+    make_mixed_frame(n=200).to_csv(path, index=False)
+    env = {**os.environ, "PREFECT_API_URL": str(prefect.settings.PREFECT_API_URL.value())}
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "train", "--data", str(path), "--target", "label",
+         "--set", "train.max_epochs=5"],
+        capture_output=True, text=True, env=env, cwd=isolated_workdir,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "mlpipe-shop v1 promoted to champion" in done.stdout
+    assert "mlpipe.train: epoch 1/5" in done.stderr, "training progress is visible"
+    versions = MlflowClient().search_model_versions("name='mlpipe-shop'")
+    assert [str(v.version) for v in versions] == ["1"]
+    json.dumps(done.stdout)
