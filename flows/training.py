@@ -41,8 +41,8 @@ def training(config: Config) -> TrainingResult:
     model_name = config.tracking.model_name or f"mlpipe-{dataset_name(config.dataset)}"
     with tracked_run(config) as run:
         data = load_data(config.dataset, run)
-        validate_data(data, run, config.dataset.expectations)
-        cleaned = clean_data(data, config.clean, run)
+        validated = validate_data(data, config.validation, run, config.dataset.expectations)
+        cleaned = clean_data(validated, config.clean, run)
         splits = split_data(cleaned, config.split, config.seed, run)
         features = build_features(splits, config.features, run)
         network = train_network(features, splits, config.train, config.seed, run)

@@ -17,7 +17,7 @@ from tasks.core.config import CleanConfig
 from tasks.core.errors import DataError
 from tasks.core.run import RunContext, logger, read_parquet, write_parquet
 from tasks.core.schema import Schema, coerce_features, coerce_target
-from tasks.load import LoadedData
+from tasks.validate import ValidatedData
 
 
 class CleanStats(BaseModel):
@@ -104,7 +104,7 @@ def clean_partition(
 
 
 @task(name="clean")
-def clean_data(data: LoadedData, cfg: CleanConfig, run: RunContext) -> CleanedData:
+def clean_data(data: ValidatedData, cfg: CleanConfig, run: RunContext) -> CleanedData:
     """Clean the raw table, write ``clean.parquet`` and log the row accounting."""
     log = logger("clean")
     unknown = sorted(set(cfg.missing) - set(data.dataset.features))
@@ -114,8 +114,20 @@ def clean_data(data: LoadedData, cfg: CleanConfig, run: RunContext) -> CleanedDa
     if cleaned.empty:
         raise DataError(f"no rows left after cleaning (dropped: {stats.dropped})")
     path = write_parquet(cleaned, run.path("clean.parquet"))
-    tracking.log_metrics(run.run_id, stats.metrics())
-    tracking.log_dict(run.run_id, stats.model_dump(), "data/cleaning.json")
+    gate = data.gate
+    # rows in = rows kept + rows quarantined + rows dropped, each with a reason.
+    accounting = {
+        "rows_in": gate.rows_in,
+        "rows_quarantined": gate.rows_quarantined,
+        "rows_dropped": stats.rows_in - stats.rows_kept,
+        "rows_kept": stats.rows_kept,
+    }
+    tracking.log_metrics(run.run_id, {**stats.metrics(), **accounting})
+    tracking.log_dict(
+        run.run_id,
+        {**accounting, "quarantine_reasons": gate.reasons, "cleaning": stats.model_dump()},
+        "data/accounting.json",
+    )
     log.info(
         "cleaning: %d rows in, %d kept, dropped %s, coerced to missing %s",
         stats.rows_in,

@@ -82,6 +82,37 @@ class CleanConfig(_Model):
     missing_default: MissingPolicy = "impute"
 
 
+class DriftConfig(_Model):
+    """Drift of incoming data against the champion's training data.
+
+    Attributes:
+        gate: ``off`` (not measured), ``warn`` (measured and logged) or ``fail`` (stop the run
+            before training when a column drifts).
+        psi_threshold: Population stability index above which a column counts as drifted
+            (0.1 is the customary "moderate shift", 0.25 "major shift").
+        bins: Quantile bins of the numeric reference profile.
+    """
+
+    gate: Literal["off", "warn", "fail"] = "warn"
+    psi_threshold: float = Field(default=0.2, gt=0)
+    bins: int = Field(default=10, ge=2, le=100)
+
+
+class ValidationConfig(_Model):
+    """The data-quality gate.
+
+    Attributes:
+        engine: ``fast`` evaluates common expectation types with vectorised pandas and hands
+            the rest to Great Expectations; ``gx`` uses Great Expectations for everything.
+        max_quarantine_rate: Fail the run when more than this share of rows is quarantined.
+        drift: Drift check against the champion.
+    """
+
+    engine: Literal["fast", "gx"] = "fast"
+    max_quarantine_rate: float = Field(default=0.05, ge=0, le=1)
+    drift: DriftConfig = DriftConfig()
+
+
 class SplitConfig(_Model):
     """Train/validation/test split (fractions of the cleaned rows)."""
 
@@ -160,6 +191,7 @@ class Config(_Model):
     seed: int = 42
     runs_dir: str = "runs"
     dataset: DatasetSpec = DatasetSpec()
+    validation: ValidationConfig = ValidationConfig()
     clean: CleanConfig = CleanConfig()
     split: SplitConfig = SplitConfig()
     features: FeatureConfig = FeatureConfig()

@@ -132,7 +132,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def run_suite(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:
-    """Run a suite on a frame with COMPLETE results (failing row positions included).
+    """Run a whole suite with Great Expectations (COMPLETE results, failing rows included).
 
     Args:
         frame: The table to validate; its index is reset so failing rows are positions.
@@ -144,11 +144,18 @@ def run_suite(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:
     Raises:
         ConfigError: The suite names an unknown expectation type or bad arguments.
     """
+    data = frame.reset_index(drop=True)
+    check_suite(suite)
+    return build_report(data, suite, run_suite_raw(data, suite))
+
+
+def run_suite_raw(frame: pd.DataFrame, suite: dict[str, Any]) -> list[ExpectationResult]:
+    """Results of every expectation of ``suite`` on ``frame`` (index reset), in suite order."""
     import great_expectations as gx
 
     ctx = _context()
     spec = {k: v for k, v in suite.items() if k in {"name", "expectations", "meta"}}
-    _check_known_types(suite)
+    spec["name"] = str(spec.get("name") or "suite")
     try:
         gx_suite = ctx.suites.add(gx.ExpectationSuite(**spec))
     except Exception as err:  # GX raises many types for a malformed suite
@@ -167,24 +174,44 @@ def run_suite(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:
     definition = ctx.validation_definitions.add(
         gx.ValidationDefinition(name="mlpipe", data=batch, suite=gx_suite)
     )
-    data = frame.reset_index(drop=True)
     outcome = definition.run(
-        batch_parameters={"dataframe": data}, result_format={"result_format": "COMPLETE"}
+        batch_parameters={"dataframe": frame.reset_index(drop=True)},
+        result_format={"result_format": "COMPLETE"},
     ).to_json_dict()
-    columns = {str(c) for c in data.columns}
-    results = [_explain(_reduce(r), r, columns) for r in outcome["results"]]
-    # Table-level failures (missing columns, row counts) explain the column-level ones: first.
-    results.sort(key=lambda r: (r.success, r.column is not None))
+    by_id = {str(r["expectation_config"].get("id")): r for r in outcome["results"]}
+    # GX keeps suite order, but match on ids to be sure results line up with expectations.
+    ordered = [by_id.get(str(e.id)) for e in gx_suite.expectations]
+    raw = ordered if all(ordered) else outcome["results"]
+    return [_reduce(r) for r in raw if r is not None]
+
+
+def build_report(
+    frame: pd.DataFrame, suite: dict[str, Any], results: list[ExpectationResult]
+) -> ValidationReport:
+    """Assemble a report from per-expectation results (in suite order), naming missing columns.
+
+    Table-level failures (missing columns, row counts) explain the column-level ones, so they
+    come first.
+    """
+    columns = {str(c) for c in frame.columns}
+    explained = [
+        _explain(r, exp, columns) for r, exp in zip(results, suite["expectations"], strict=True)
+    ]
+    explained.sort(key=lambda r: (r.success, r.column is not None))
     return ValidationReport(
         suite=str(suite.get("name")),
-        success=all(r.success for r in results),
-        rows=len(data),
-        results=results,
+        success=all(r.success for r in explained),
+        rows=len(frame),
+        results=explained,
     )
 
 
-def _check_known_types(suite: dict[str, Any]) -> None:
-    """Refuse unknown expectation types by name, before GX silently drops them."""
+def check_suite(suite: dict[str, Any]) -> None:
+    """Refuse unknown expectation types by name, before GX silently drops them.
+
+    Raises:
+        ConfigError: An expectation type is unknown.
+    """
     from great_expectations.expectations.registry import get_expectation_impl
 
     for exp in suite["expectations"]:
@@ -199,16 +226,16 @@ def _check_known_types(suite: dict[str, Any]) -> None:
 
 
 def _explain(
-    result: ExpectationResult, raw: dict[str, Any], columns: set[str]
+    result: ExpectationResult, exp: dict[str, Any], columns: set[str]
 ) -> ExpectationResult:
-    """Name missing or unexpected columns instead of GX's bare observed list."""
+    """Name missing or unexpected columns instead of a bare observed list."""
     if result.success:
         return result
     if result.column is not None and result.column not in columns:
         return result.model_copy(update={"error": f"column '{result.column}' is missing"})
     if result.expectation in {"expect_table_columns_to_match_set",
                               "expect_table_columns_to_match_ordered_list"}:  # fmt: skip
-        kwargs = raw["expectation_config"]["kwargs"]
+        kwargs = exp.get("kwargs", {})
         wanted = [str(c) for c in kwargs.get("column_set") or kwargs.get("column_list") or []]
         missing = [c for c in wanted if c not in columns]
         extra = sorted(columns - set(wanted))

@@ -10,7 +10,7 @@ from tasks.core.errors import ConfigError
 from tasks.core.gx import load_suite, run_suite
 from tasks.core.suites import _outward, suite_from_frame
 from tasks.load import read_dataset, resolve_schema
-from tasks.validate import failure_message, find_suite, structural_suite
+from tasks.validate import apply_gate, failure_message, find_suite, structural_suite
 from tests.helpers import make_mixed_frame
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +32,8 @@ def test_failing_rows_examples_and_message():
     failure = report.failures[0]
     assert (failure.column, failure.unexpected_count) == ("a", 2)
     assert failure.unexpected_index == [2, 4] and failure.examples == [99, 100]
-    message = failure_message(report)
+    _, _, outcome = apply_gate(frame, report, max_quarantine_rate=0.05)
+    message = failure_message(report, outcome)
     assert "expect_column_values_to_be_between" in message and "'a'" in message
     assert "2 failing rows" in message and "99" in message
     assert "FAILED" in report.summary() and "| a | FAIL | 2 |" in report.summary()
