@@ -78,7 +78,7 @@ def test_penguins_lifecycle(isolated_workdir: Path):
         "plots/learning_curves.png", "plots/correlation_heatmap.png",
     }  # fmt: skip
     assert {a.path for a in client.list_artifacts(first.run_id, "validation")} == {
-        "validation/result.json", "validation/summary.md",
+        "validation/result.json", "validation/summary.md", "validation/report.html",
     }  # fmt: skip
 
     # When the same config runs again: identical metrics, version 2 is not promoted.
