@@ -64,6 +64,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_args(config)
     config.add_argument("--schema", action="store_true", help="print the JSON schema instead")
 
+    validate = sub.add_parser(
+        "validate",
+        help="run only the data-quality gate and print its summary",
+        description="Validate a dataset with its suite (expectations/NAME.json): critical "
+        "failures and the quarantine rate decide the exit code (0 passed, 1 failed).",
+    )
+    _add_dataset_args(validate)
+    validate.add_argument("--report", metavar="PATH", help="also write the HTML report here")
+    validate.add_argument(
+        "--quarantine", metavar="PATH", help="write quarantined rows (with reasons) to this Parquet"
+    )
+
+    expectations = sub.add_parser("expectations", help="manage Great Expectations suites")
+    exp_sub = expectations.add_subparsers(dest="exp_command", required=True, metavar="ACTION")
+    init = exp_sub.add_parser(
+        "init",
+        help="write expectations/NAME.json by profiling a reference snapshot",
+        description="Profile the data into a suite a person can read and edit: columns, "
+        "types, nulls, numeric ranges with a margin, category sets, id uniqueness, row-count "
+        "bounds, target values. Each expectation has meta.severity: critical (fails the run) "
+        "or row (quarantines the offending rows).",
+    )
+    _add_dataset_args(init)
+    init.add_argument("--output", metavar="PATH", help="default: expectations/NAME.json")
+    init.add_argument("--force", action="store_true", help="overwrite an existing suite")
+    init.add_argument("--diff", action="store_true", help="show what would change; write nothing")
+    init.add_argument("--ordered", action="store_true", help="also require the column order")
+
     sub.add_parser("datasets", help="list the embedded datasets")
 
     ui = sub.add_parser("ui", help="serve the MLflow UI for the tracking store")
@@ -113,6 +141,74 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Run the gate on a dataset and print the summary; exit 1 when it fails."""
+    from pathlib import Path
+
+    from tasks.core.datasets import dataset_name, load_source
+    from tasks.core.report import render_html, render_markdown
+    from tasks.core.run import write_parquet
+    from tasks.load import resolve_schema
+    from tasks.validate import apply_gate, failure_message, find_suite, run_checks, suite_for
+
+    config = _load_config(args)
+    spec = config.dataset
+    frame = load_source(spec)
+    path = find_suite(dataset_name(spec), spec.expectations)
+    if path is not None:
+        from tasks.core.gx import load_suite
+
+        suite = load_suite(path)
+    else:
+        suite = suite_for(resolve_schema(frame, spec), None)
+    report = run_checks(frame, suite, config.validation.engine)
+    _, quarantined, outcome = apply_gate(frame, report, config.validation.max_quarantine_rate)
+    print(render_markdown(report, outcome), end="")
+    if args.report:
+        Path(args.report).write_text(render_html(report, outcome), encoding="utf-8")
+        print(f"HTML report: {args.report}")
+    if args.quarantine and len(quarantined):
+        write_parquet(quarantined, args.quarantine)
+        print(f"quarantined rows: {args.quarantine}")
+    if not outcome.passed:
+        print(f"mlpipe: error: {failure_message(report, outcome)}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+def cmd_expectations(args: argparse.Namespace) -> int:
+    """``expectations init``: profile the data into a suite file."""
+    import difflib
+    from pathlib import Path
+
+    from tasks.core.errors import ConfigError
+    from tasks.core.suites import suite_from_frame
+    from tasks.load import read_dataset
+
+    config = _load_config(args)
+    frame, schema = read_dataset(config.dataset)
+    suite = suite_from_frame(frame, schema, ordered=args.ordered)
+    target = Path(args.output or f"expectations/{schema.name}.json")
+    text = json.dumps(suite, indent=2, ensure_ascii=False) + "\n"
+    if args.diff:
+        old = target.read_text(encoding="utf-8") if target.exists() else ""
+        diff = difflib.unified_diff(
+            old.splitlines(keepends=True), text.splitlines(keepends=True),
+            fromfile=f"{target} (current)", tofile=f"{target} (profiled)",
+        )  # fmt: skip
+        out = "".join(diff)
+        print(out if out else f"{target}: no changes", end="" if out else "\n")
+        return 0
+    if target.exists() and not args.force:
+        raise ConfigError(f"{target} exists: use --force to overwrite or --diff to compare")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    print(f"wrote {target}: {len(suite['expectations'])} expectations from {len(frame)} rows")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the resolved config as YAML, or the JSON schema."""
     import yaml
@@ -154,7 +250,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return 0
 
 
-COMMANDS = {"train": cmd_train, "config": cmd_config, "datasets": cmd_datasets, "ui": cmd_ui}
+COMMANDS = {
+    "train": cmd_train,
+    "validate": cmd_validate,
+    "expectations": cmd_expectations,
+    "config": cmd_config,
+    "datasets": cmd_datasets,
+    "ui": cmd_ui,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mlpipe: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ class ValidatedData(BaseModel):
     quarantine_path: str | None = None
 
 
-def find_suite(schema: Schema, explicit: str | None) -> Path | None:
+def find_suite(name: str, explicit: str | None) -> Path | None:
     """Locate the suite: explicit path, ``./expectations/<name>.json``, or the repository's.
 
     Returns:
@@ -71,7 +71,7 @@ def find_suite(schema: Schema, explicit: str | None) -> Path | None:
     if explicit:
         return Path(explicit)
     for base in (Path.cwd(), PROJECT_ROOT):
-        candidate = base / "expectations" / f"{schema.name}.json"
+        candidate = base / "expectations" / f"{name}.json"
         if candidate.is_file():
             return candidate
     return None
@@ -94,7 +94,7 @@ def structural_suite(schema: Schema) -> dict[str, Any]:
 
 def suite_for(schema: Schema, explicit: str | None) -> dict[str, Any]:
     """The dataset's suite, or the structural one (with a warning) when it has none."""
-    path = find_suite(schema, explicit)
+    path = find_suite(schema.name, explicit)
     if path is None:
         logger("validate").warning(
             "no suite expectations/%s.json: checking structure only "

@@ -32,12 +32,14 @@ def _outward(value: float, up: bool, integral: bool) -> float | int:
     return int(rounded) if integral else float(rounded)
 
 
-def suite_from_frame(frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
+def suite_from_frame(frame: pd.DataFrame, schema: Schema, ordered: bool = False) -> dict[str, Any]:
     """Profile a reference table into a suite.
 
     Args:
         frame: Reference snapshot (raw, as the load stage sees it).
-        schema: Resolved roles; ignored columns get existence checks only.
+        schema: Resolved roles; ignored columns get existence checks, and uniqueness when
+            every value is distinct (identifiers).
+        ordered: Also require the column order of the reference.
 
     Returns:
         A suite mapping ready for ``json.dump``.
@@ -49,6 +51,9 @@ def suite_from_frame(frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
                 min_value=max(1, int(len(frame) * MIN_ROWS_FRACTION)),
                 max_value=int(len(frame) * MAX_ROWS_FACTOR)),
     ]  # fmt: skip
+    if ordered:
+        exps.insert(1, _expect("expect_table_columns_to_match_ordered_list", "critical",
+                               column_list=[str(c) for c in frame.columns]))  # fmt: skip
     for col in frame.columns:
         name = str(col)
         series = frame[col]
@@ -59,6 +64,10 @@ def suite_from_frame(frame: pd.DataFrame, schema: Schema) -> dict[str, Any]:
             else "ignore"
         )  # fmt: skip
         if role == "ignore":
+            present = series.dropna()
+            if len(present) == len(series) and present.is_unique and len(series) > 1:
+                exps.append(_expect("expect_column_values_to_not_be_null", "row", column=name))
+                exps.append(_expect("expect_column_values_to_be_unique", "row", column=name))
             continue
         null_share = float(series.isna().mean())
         if null_share == 0:

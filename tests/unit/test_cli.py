@@ -1,8 +1,10 @@
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from flows.cli import main
@@ -69,3 +71,39 @@ def test_bad_input_one_line_non_zero_and_no_registry(tmp_path: Path, capsys, arg
     assert len(err) == 1 and err[0].startswith("mlpipe: error: ") and message in err[0], err
     assert not (tmp_path / "mlflow.db").exists(), "bad input must not touch the registry"
     assert not (tmp_path / "runs").exists(), "nothing half-written is left behind"
+
+
+def test_expectations_init_writes_then_refuses_then_diffs(tmp_path: Path, capsys):
+    out = tmp_path / "expectations" / "penguins.json"
+    assert main(["expectations", "init", "--dataset", "penguins"]) == 0
+    suite = json.loads(out.read_text())
+    assert suite["name"] == "penguins" and len(suite["expectations"]) >= 10
+    assert {e["meta"]["severity"] for e in suite["expectations"]} == {"critical", "row"}
+    before = out.read_text()
+    capsys.readouterr()
+
+    assert main(["expectations", "init", "--dataset", "penguins"]) == 1
+    assert "exists: use --force" in capsys.readouterr().err
+    assert main(["expectations", "init", "--dataset", "penguins", "--diff", "--ordered"]) == 0
+    diff = capsys.readouterr().out
+    assert '+      "type": "expect_table_columns_to_match_ordered_list",' in diff
+    assert out.read_text() == before, "--diff writes nothing"
+    assert main(["expectations", "init", "--dataset", "penguins", "--force", "--ordered"]) == 0
+    assert "ordered_list" in out.read_text()
+
+
+def test_validate_passes_and_fails_with_exit_codes(tmp_path: Path, capsys):
+    from palmerpenguins import load_penguins
+
+    assert main(["validate", "--dataset", "penguins", "--report", "r.html"]) == 0
+    assert "Validation PASSED" in capsys.readouterr().out
+    assert "<style>" in (tmp_path / "r.html").read_text()
+
+    bad = load_penguins()
+    bad.loc[:40, "island"] = "Atlantis"
+    bad.to_csv(tmp_path / "penguins.csv", index=False)
+    code = main(["validate", "--data", "penguins.csv", "--quarantine", "q.parquet"])
+    captured = capsys.readouterr()
+    assert code == 1 and "Validation FAILED" in captured.out
+    assert captured.err.startswith("mlpipe: error: data validation failed: 41 of 344 rows")
+    assert len(pd.read_parquet(tmp_path / "q.parquet")) == 41

@@ -56,7 +56,7 @@ def structural_suite_for(columns: list[str]) -> dict:
 @pytest.mark.parametrize("name", ["digits", "penguins", "breast_cancer", "diabetes"])
 def test_shipped_suites_pass_on_their_data(name: str):
     frame, schema = read_dataset(DatasetSpec(source=name))
-    path = find_suite(schema, None)
+    path = find_suite(schema.name, None)
     assert path is not None and path.name == f"{name}.json"
     assert run_suite(frame, load_suite(path)).success
 
