@@ -162,8 +162,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         suite = suite_for(resolve_schema(frame, spec), None)
     report = run_checks(frame, suite, config.validation.engine)
-    _, quarantined, outcome = apply_gate(frame, report, config.validation.max_quarantine_rate)
+    passing, quarantined, outcome = apply_gate(frame, report, config.validation.max_quarantine_rate)
     print(render_markdown(report, outcome), end="")
+    drifted = _validate_drift(config, frame if passing.empty else passing)
     if args.report:
         Path(args.report).write_text(render_html(report, outcome), encoding="utf-8")
         print(f"HTML report: {args.report}")
@@ -173,7 +174,36 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not outcome.passed:
         print(f"mlpipe: error: {failure_message(report, outcome)}", file=sys.stderr)
         return EXIT_FAILURE
+    if drifted and config.validation.drift.gate == "fail":
+        print(f"mlpipe: error: drift in {', '.join(drifted)}", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
+
+
+def _validate_drift(config: Any, frame: Any) -> list[str]:
+    """Print drift against the champion (when there is one); return the drifted columns."""
+    from tasks.core import tracking
+    from tasks.core.datasets import dataset_name
+    from tasks.drift import measure
+    from tasks.load import resolve_schema
+
+    if config.validation.drift.gate == "off":
+        return []
+    tracking.configure(config.tracking.uri)
+    model_name = config.tracking.model_name or f"mlpipe-{dataset_name(config.dataset)}"
+    try:
+        schema = resolve_schema(frame, config.dataset)
+    except Exception as err:  # no usable target: drift needs only the features
+        print(f"\ndrift not measured: {err}")
+        return []
+    measured = measure(frame, schema, model_name, config.validation.drift)
+    if measured is None:
+        print(f"\ndrift not measured: {model_name} has no champion with a reference profile")
+        return []
+    version, drift = measured
+    print(f"\n(reference: {model_name} v{version})")
+    print(drift.markdown(), end="")
+    return drift.drifted
 
 
 def cmd_expectations(args: argparse.Namespace) -> int:

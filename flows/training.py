@@ -1,4 +1,6 @@
-"""The training flow: validate -> clean -> split -> features -> train -> evaluate -> register.
+"""The training flow, wired stage by stage.
+
+load -> validate -> drift -> clean -> split -> features -> train -> evaluate -> register.
 
 It only wires tasks; each stage lives in ``tasks/<stage>.py``. Data travels between tasks as
 Parquet files in the run directory, referenced by path.
@@ -13,6 +15,7 @@ from tasks.clean import clean_data
 from tasks.core.config import Config
 from tasks.core.datasets import dataset_name
 from tasks.core.run import tracked_run
+from tasks.drift import check_drift, profile_training_data
 from tasks.evaluate import evaluate_model
 from tasks.features import build_features
 from tasks.load import load_data
@@ -42,6 +45,7 @@ def training(config: Config) -> TrainingResult:
     with tracked_run(config) as run:
         data = load_data(config.dataset, run)
         validated = validate_data(data, config.validation, run, config.dataset.expectations)
+        check_drift(validated, config.validation.drift, model_name, run)
         cleaned = clean_data(validated, config.clean, run)
         splits = split_data(cleaned, config.split, config.seed, run)
         features = build_features(splits, config.features, run)
@@ -50,6 +54,7 @@ def training(config: Config) -> TrainingResult:
         evaluation = evaluate_model(
             network, baseline, features, splits, config.tracking.primary_metric, run
         )
+        profile_training_data(splits, config.validation.drift, run)
         registration = register_model(network, evaluation, splits, model_name, data.digest, run)
     return TrainingResult(
         run_id=run.run_id,

@@ -31,3 +31,25 @@ def make_mixed_frame(n: int = 300, seed: int = 0, regression: bool = False) -> p
     frame.loc[frame.sample(frac=0.05, random_state=seed).index, "weight"] = np.nan
     frame.loc[frame.sample(frac=0.05, random_state=seed + 1).index, "colour"] = None
     return frame
+
+
+def make_shop_year(
+    n: int, seed: int, shift_price: float = 0.0, web_share: float = 0.3
+) -> pd.DataFrame:
+    """One year of a time-stamped shop table from a fixed process; optional shifts."""
+    rng = np.random.default_rng(seed)
+    price = rng.normal(100 + shift_price, 15, n)
+    visits = rng.poisson(20, n).astype(float)
+    channel = rng.choice(["web", "store"], n, p=[web_share, 1 - web_share])
+    region = rng.choice(["north", "south", "east"], n, p=[0.5, 0.3, 0.2])
+    spend = 0.5 * price + 2 * visits + np.where(channel == "web", 10, 0) + rng.normal(0, 5, n)
+    return pd.DataFrame(
+        {
+            "year": 2023 + seed % 10,
+            "price": price.round(2),
+            "visits": visits,
+            "region": region,
+            "channel": channel,
+            "spend": spend.round(2),
+        }
+    )

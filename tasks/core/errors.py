@@ -19,3 +19,7 @@ class DataError(MlpipeError):
 
 class DataValidationError(MlpipeError):
     """A data-quality gate failed; the flow stops before training."""
+
+
+class DataDriftError(MlpipeError):
+    """Incoming data drifted from the champion's training data and the drift gate is `fail`."""

@@ -84,6 +84,22 @@ def learning_curves(history: list[dict[str, float]], best_epoch: int) -> Figure:
     return fig
 
 
+def drift_bars(
+    columns: list[str], psi: list[float], drifted: list[bool], threshold: float
+) -> Figure:
+    """PSI per column against the threshold; drifted columns in red."""
+    fig, ax = _figure(7, 0.6 + 0.35 * max(len(columns), 1))
+    colours = ["#cf222e" if d else "#57606a" for d in drifted]
+    ax.barh(columns, psi, color=colours)
+    ax.axvline(
+        threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold}"
+    )
+    ax.set(xlabel="population stability index (PSI)", title="Drift against the champion")
+    ax.invert_yaxis()
+    ax.legend()
+    return fig
+
+
 def correlation_heatmap(frame: pd.DataFrame, max_columns: int = 40) -> Figure | None:
     """Pearson correlation of the numeric columns (highest-variance ones when there are many)."""
     numeric = frame.select_dtypes("number")

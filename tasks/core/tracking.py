@@ -129,6 +129,23 @@ def log_dict(run_id: str, data: Any, artifact_file: str) -> None:
     _client().log_dict(run_id, data, artifact_file)
 
 
+def log_table(run_id: str, frame: pd.DataFrame, artifact_file: str) -> None:
+    """Store a frame as an MLflow table artifact (shown as a table in the UI)."""
+    _client().log_table(run_id, data=frame, artifact_file=artifact_file)
+
+
+def load_dict(run_id: str, artifact_file: str) -> Any | None:
+    """Read a JSON artifact of a run; ``None`` when the run has no such artifact."""
+    from mlflow.artifacts import download_artifacts
+
+    with scratch_dir() as tmp:
+        try:
+            local = download_artifacts(run_id=run_id, artifact_path=artifact_file, dst_path=tmp)
+        except Exception:  # MLflow raises several types for an absent artifact
+            return None
+        return json.loads(Path(local).read_text())
+
+
 def log_figure(run_id: str, figure: Figure, artifact_file: str) -> None:
     """Store a matplotlib figure as a PNG artifact."""
     _client().log_figure(run_id, figure, artifact_file)
@@ -247,7 +264,7 @@ def register_version(model_uri: str, name: str, run_id: str, tags: dict[str, str
     return str(mv.version)
 
 
-def champion(name: str, metric: str) -> Champion | None:
+def champion(name: str, metric: str | None = None) -> Champion | None:
     """The version holding the ``champion`` alias of ``name`` and its run's ``metric``."""
     client = _client()
     try:
@@ -255,7 +272,7 @@ def champion(name: str, metric: str) -> Champion | None:
     except Exception:
         return None
     value = None
-    if mv.run_id:
+    if mv.run_id and metric:
         value = client.get_run(mv.run_id).data.metrics.get(metric)
     return Champion(version=str(mv.version), run_id=str(mv.run_id), metric=value)
 

@@ -1,0 +1,77 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.core.drift import Profile, build_profile, compare
+from tasks.core.schema import Schema
+
+SCHEMA = Schema(
+    name="shop", target="y", task="regression",
+    numeric=["price", "visits", "basket"], categorical=["region", "channel"],
+)  # fmt: skip
+
+
+def year(n: int, seed: int, shift_price: float = 0.0, web_share: float = 0.3) -> pd.DataFrame:
+    """One year of a time-stamped shop table; the generating process is fixed."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "price": rng.normal(100 + shift_price, 15, n),
+            "visits": rng.poisson(20, n),
+            "basket": rng.gamma(2.0, 10.0, n),
+            "region": rng.choice(["north", "south", "east"], n, p=[0.5, 0.3, 0.2]),
+            "channel": rng.choice(["web", "store"], n, p=[web_share, 1 - web_share]),
+        }
+    )
+
+
+def test_shifted_columns_drift_and_stable_ones_do_not():
+    reference = build_profile(year(5000, seed=2023), SCHEMA)
+    later = year(5000, seed=2024, shift_price=20.0, web_share=0.7)
+    report = compare(reference, later, threshold=0.2)
+    assert sorted(report.drifted) == ["channel", "price"]
+    stable = {c.column: c for c in report.columns if not c.drifted}
+    assert set(stable) == {"visits", "basket", "region"}
+    assert all(c.psi < 0.05 for c in stable.values())
+
+
+def test_large_samples_do_not_flag_trivial_shifts():
+    reference = build_profile(year(50_000, seed=1), SCHEMA)
+    # +1 on a price with std 15: highly significant at this size, but a trivial effect.
+    report = compare(reference, year(50_000, seed=2, shift_price=1.0), threshold=0.2)
+    price = next(c for c in report.columns if c.column == "price")
+    assert price.p_adjusted < 0.001, "the shift is statistically significant..."
+    assert not price.drifted and price.psi < 0.02, "...but far below the effect-size threshold"
+    assert report.drifted == []
+
+
+def test_small_noisy_samples_need_significance():
+    reference = build_profile(year(200, seed=3), SCHEMA)
+    report = compare(reference, year(60, seed=4), threshold=0.2)
+    assert report.drifted == [], [c for c in report.columns if c.drifted]
+
+
+def test_profile_is_compact_json_and_roundtrips():
+    profile = build_profile(year(1000, seed=5), SCHEMA)
+    text = profile.model_dump_json()
+    assert len(text) < 20_000
+    again = Profile.model_validate_json(text)
+    assert compare(again, year(1000, seed=5)).drifted == []
+
+
+def test_missing_values_and_new_categories_count_as_drift():
+    reference = build_profile(year(3000, seed=6), SCHEMA)
+    later = year(3000, seed=7)
+    later.loc[: len(later) // 2, "basket"] = np.nan
+    later.loc[: len(later) // 2, "region"] = "mars"
+    report = compare(reference, later)
+    assert {"basket", "region"} <= set(report.drifted)
+    region = next(c for c in report.columns if c.column == "region")
+    assert region.distance > 0.3, "Jensen-Shannon distance sees the new category"
+
+
+@pytest.mark.parametrize("missing_column", ["price", "region"])
+def test_absent_columns_are_skipped(missing_column: str):
+    reference = build_profile(year(500, seed=8), SCHEMA)
+    report = compare(reference, year(500, seed=9).drop(columns=[missing_column]))
+    assert missing_column not in {c.column for c in report.columns}
