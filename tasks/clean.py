@@ -17,6 +17,7 @@ from tasks.core.config import CleanConfig
 from tasks.core.errors import DataError
 from tasks.core.run import RunContext, logger, read_parquet, write_parquet
 from tasks.core.schema import Schema, coerce_features, coerce_target
+from tasks.load import MIN_ROWS
 from tasks.validate import ValidatedData
 
 
@@ -111,8 +112,11 @@ def clean_data(data: ValidatedData, cfg: CleanConfig, run: RunContext) -> Cleane
     if unknown:
         raise DataError(f"clean.missing names columns that are not features: {', '.join(unknown)}")
     cleaned, stats = clean_partition(read_parquet(data.path), data.dataset, cfg)
-    if cleaned.empty:
-        raise DataError(f"no rows left after cleaning (dropped: {stats.dropped})")
+    if len(cleaned) < MIN_ROWS:
+        raise DataError(
+            f"only {len(cleaned)} of {stats.rows_in} rows left after cleaning "
+            f"(dropped: {stats.dropped}); at least {MIN_ROWS} are needed to train"
+        )
     path = write_parquet(cleaned, run.path("clean.parquet"))
     gate = data.gate
     # rows in = rows kept + rows quarantined + rows dropped, each with a reason.

@@ -11,7 +11,7 @@ from tasks.core.config import DatasetSpec
 from tasks.core.datasets import BUILTINS, dataset_name, is_builtin, load_source
 from tasks.core.errors import ConfigError, DataError
 from tasks.core.run import RunContext, logger, write_parquet
-from tasks.core.schema import Schema, infer_roles, infer_task
+from tasks.core.schema import Schema, find_leaks, infer_roles, infer_task
 
 MIN_ROWS = 10
 
@@ -51,7 +51,10 @@ def resolve_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
             f"target column '{target}' not found; columns are: {', '.join(map(str, frame.columns))}"
         )
     if len(frame) < MIN_ROWS:
-        raise DataError(f"only {len(frame)} rows; at least {MIN_ROWS} are needed to train")
+        raise DataError(
+            f"only {len(frame)} row{'s' if len(frame) != 1 else ''}; "
+            f"at least {MIN_ROWS} are needed to train"
+        )
     labels = frame[target].dropna()
     if labels.empty:
         raise DataError(f"target column '{target}' has no values (all missing)")
@@ -74,6 +77,14 @@ def resolve_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
     ignored = [c for c in ignored if c not in explicit]
     if target in numeric + categorical:
         raise DataError(f"target column '{target}' is also listed as a feature")
+    leaks = find_leaks(frame, target, [c for c in numeric + categorical if c not in explicit])
+    if leaks:
+        logger("load").warning(
+            "leakage: %s restate(s) the target '%s'; ignored as features", ", ".join(leaks), target
+        )
+        numeric = [c for c in numeric if c not in leaks]
+        categorical = [c for c in categorical if c not in leaks]
+        ignored = [*ignored, *leaks]
     if not numeric and not categorical:
         raise DataError("no feature columns left after removing the target and ignored columns")
 
@@ -104,6 +115,7 @@ def resolve_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
         ignore=[c for c in ignored if c != target],
         image_shape=shape,
         pixel_columns=pixels,
+        leakage=leaks,
     )
 
 
@@ -133,7 +145,10 @@ def load_data(spec: DatasetSpec, run: RunContext) -> LoadedData:
         digest=digest,
     )
     tracking.log_dict(run.run_id, schema.model_dump(mode="json"), "data/schema.json")
-    tracking.set_tags(run.run_id, {"mlpipe.dataset": schema.name, "mlpipe.task": schema.task})
+    tags = {"mlpipe.dataset": schema.name, "mlpipe.task": schema.task}
+    if schema.leakage:
+        tags["mlpipe.leakage"] = ", ".join(schema.leakage)
+    tracking.set_tags(run.run_id, tags)
     log.info(
         "loaded %s: %d rows, %d numeric + %d categorical features, target '%s' (%s)",
         schema.name,

@@ -105,6 +105,33 @@ def suite_for(schema: Schema, explicit: str | None) -> dict[str, Any]:
     return gx.load_suite(path)
 
 
+def without_unvalidated(schema: Schema, suite: dict[str, Any]) -> Schema:
+    """Ignore feature columns that the suite's column set does not know.
+
+    Unvalidated data must not reach training. Without a column-set expectation every column
+    is kept.
+    """
+    known: set[str] = set()
+    for exp in suite["expectations"]:
+        if exp.get("type") == "expect_table_columns_to_match_set":
+            known |= {str(c) for c in exp["kwargs"].get("column_set", [])}
+    if not known:
+        return schema
+    extra = [c for c in schema.features if c not in known]
+    if not extra:
+        return schema
+    logger("validate").warning(
+        "columns not in suite '%s' are ignored as features: %s", suite.get("name"), extra
+    )
+    return schema.model_copy(
+        update={
+            "numeric": [c for c in schema.numeric if c not in extra],
+            "categorical": [c for c in schema.categorical if c not in extra],
+            "ignore": [*schema.ignore, *extra],
+        }
+    )
+
+
 def run_checks(frame: pd.DataFrame, suite: dict[str, Any], engine: str) -> ValidationReport:
     """Evaluate a suite with the configured engine (``fast`` or ``gx``)."""
     return fastcheck.evaluate(frame, suite) if engine == "fast" else gx.run_suite(frame, suite)
@@ -225,7 +252,9 @@ def validate_data(
     """Run the gate; write passing rows and the quarantine; raise on a failed gate."""
     log = logger("validate")
     frame = read_parquet(data.path)
-    report = run_checks(frame, suite_for(data.dataset, suite_path), cfg.engine)
+    suite = suite_for(data.dataset, suite_path)
+    schema = without_unvalidated(data.dataset, suite)
+    report = run_checks(frame, suite, cfg.engine)
     passing, quarantined, outcome = apply_gate(frame, report, cfg.max_quarantine_rate)
     quarantine_path = None
     if len(quarantined):
@@ -245,6 +274,4 @@ def validate_data(
         100 * outcome.quarantine_rate,
     )
     path = write_parquet(passing, run.path("validated.parquet"))
-    return ValidatedData(
-        path=path, dataset=data.dataset, gate=outcome, quarantine_path=quarantine_path
-    )
+    return ValidatedData(path=path, dataset=schema, gate=outcome, quarantine_path=quarantine_path)

@@ -167,25 +167,43 @@ def _read_parquet(p: Path) -> pd.DataFrame:
     return table.to_pandas()
 
 
+def _guess_delimiter(header_line: str, default: str) -> str:
+    """The file's delimiter: the default unless the header has none of it but another one."""
+    if default in header_line:
+        return default
+    counts = {d: header_line.count(d) for d in (";", "\t", "|", ",") if d != default}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else default
+
+
 def _read_csv(p: Path, sep: str) -> pd.DataFrame:
     import csv
+    import logging
 
     try:
         with p.open(encoding="utf-8", newline="") as fh:
-            header = next(csv.reader(fh, delimiter=sep), [])
+            first_line = fh.readline()
     except UnicodeDecodeError as err:
         raise DataError(f"{p} is not UTF-8 text (byte {err.start}): re-save it as UTF-8") from None
-    if "\x00" in "".join(header):
+    if "\x00" in first_line:
         raise DataError(f"{p} is not a text CSV file (binary content)")
+    delimiter = _guess_delimiter(first_line, sep)
+    if delimiter != sep:
+        logging.getLogger("mlpipe.load").warning(
+            "%s: header is %r-separated, not %r; reading it that way", p, delimiter, sep
+        )
+    header = next(csv.reader([first_line], delimiter=delimiter), [])
     names = [h.strip() for h in header]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise DataError(f"duplicate column names in {p}: {', '.join(dupes)}")
     try:
-        frame = pd.read_csv(p, sep=sep, encoding="utf-8", skipinitialspace=True)
+        frame = pd.read_csv(p, sep=delimiter, encoding="utf-8", skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DataError(f"data file is empty: {p}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+    except UnicodeDecodeError as err:
+        raise DataError(f"{p} is not UTF-8 text (byte {err.start}): re-save it as UTF-8") from None
+    except (pd.errors.ParserError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"cannot parse {p} as CSV: {first}") from None
     frame.columns = [str(c).strip() for c in frame.columns]

@@ -32,6 +32,7 @@ class Schema(BaseModel):
         ignore: Columns present in the data but never used as features.
         image_shape: Height and width for image datasets.
         pixel_columns: Pixel columns for image datasets.
+        leakage: Columns that restate the target (moved to ``ignore``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -44,6 +45,7 @@ class Schema(BaseModel):
     ignore: list[str] = []
     image_shape: tuple[int, int] | None = None
     pixel_columns: list[str] = []
+    leakage: list[str] = []
 
     @property
     def features(self) -> list[str]:
@@ -63,6 +65,21 @@ def looks_numeric(series: pd.Series) -> bool:
     if present.empty:
         return False
     parsed = pd.to_numeric(present.astype("str").str.strip(), errors="coerce")
+    return bool(parsed.notna().mean() >= NUMERIC_PARSE_SHARE)
+
+
+def looks_like_dates(series: pd.Series) -> bool:
+    """Return whether a text column holds dates (``2024-01-31``, ``31/01/2024 10:00``...)."""
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return False
+    present = series.dropna().astype("str").str.strip()
+    if present.empty or not present.str.contains(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}").all():
+        return False
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not infer format" is the point of the test
+        parsed = pd.to_datetime(present, errors="coerce", format="mixed")
     return bool(parsed.notna().mean() >= NUMERIC_PARSE_SHARE)
 
 
@@ -112,7 +129,7 @@ def infer_roles(
         if col == target or col in exclude:
             continue
         series = frame[col]
-        if pd.api.types.is_datetime64_any_dtype(series):
+        if pd.api.types.is_datetime64_any_dtype(series) or looks_like_dates(series):
             ignored.append(col)
         elif looks_numeric(series):
             numeric.append(col)
@@ -188,6 +205,43 @@ def coerce_target(series: pd.Series, task: TaskType) -> pd.Series:
             return pd.Series(labels, index=series.index, dtype=object)
         return values.astype(object)
     return series.astype("str").astype(object)
+
+
+def find_leaks(frame: pd.DataFrame, target: str, columns: list[str]) -> list[str]:
+    """Columns that restate the target.
+
+    Identical, a one-to-one relabelling or (numbers) perfectly correlated with the target:
+    training on them would report a useless model as perfect.
+
+    Args:
+        frame: The raw table.
+        target: Target column.
+        columns: Candidate feature columns.
+
+    Returns:
+        The leaking columns, in the order given.
+    """
+    leaks = []
+    y = frame[target]
+    for col in columns:
+        both = frame[[col, target]].dropna()
+        if len(both) < 10 or both[target].nunique() < 2:
+            continue
+        x_col, y_col = both[col], both[target]
+        if looks_numeric(x_col) and looks_numeric(y_col) and y.nunique() > MAX_INTEGER_CLASSES:
+            xs = pd.to_numeric(x_col.astype("str"), errors="coerce")
+            ys = pd.to_numeric(y_col.astype("str"), errors="coerce")
+            if xs.std() > 0 and abs(float(xs.corr(ys))) >= 0.9999:
+                leaks.append(col)
+            continue
+        pairs = pd.DataFrame({"x": x_col.astype("str"), "y": y_col.astype("str")})
+        one_to_one = (
+            pairs.groupby("x")["y"].nunique().max() == 1
+            and pairs.groupby("y")["x"].nunique().max() == 1
+        )
+        if one_to_one:
+            leaks.append(col)
+    return leaks
 
 
 def to_jsonable(value: Any) -> Any:
