@@ -15,6 +15,8 @@ ENV_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "WARNING",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "mlpipe",
+    # ...and outside a flow run (e.g. `mlpipe validate`) they simply stay local.
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     # MLflow / Great Expectations / others: telemetry off, no progress bars, quiet git probing.
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",

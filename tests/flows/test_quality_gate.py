@@ -63,6 +63,17 @@ def test_three_percent_bad_rows_are_quarantined_and_the_run_succeeds(isolated_wo
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "validation")}
     assert "validation/report.html" in artifacts and "validation/quarantine.parquet" in artifacts
 
+    # The same summary is a markdown artifact in the Prefect UI.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as prefect:
+        found = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["validation-penguins"]))
+        )
+    assert found and found[0].type == "markdown"
+    assert "quarantined: **10**" in str(found[0].data)
+
 
 def test_ten_percent_bad_rows_fail_before_training(isolated_workdir: Path):
     path, bad = corrupted_penguins(isolated_workdir, 0.10)
