@@ -92,6 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--diff", action="store_true", help="show what would change; write nothing")
     init.add_argument("--ordered", action="store_true", help="also require the column order")
 
+    models = sub.add_parser(
+        "models", help="list registered models: versions, aliases, metric, gate decision"
+    )
+    models.add_argument("--model", metavar="NAME", help="only this model, with its alias history")
+
+    rollback = sub.add_parser(
+        "rollback",
+        help="move `champion` back (to the previous champion, or --to VERSION)",
+        description="Move the champion alias back and record the move and its reason in the "
+        "model's alias history.",
+    )
+    rollback.add_argument("--model", metavar="NAME", required=True, help="registered model name")
+    rollback.add_argument("--to", metavar="VERSION", help="default: the previous champion")
+    rollback.add_argument("--reason", default="manual rollback", help="recorded with the move")
+
     sub.add_parser("datasets", help="list the embedded datasets")
 
     ui = sub.add_parser("ui", help="serve the MLflow UI for the tracking store")
@@ -136,7 +151,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"  {result.reason}")
     for key, value in sorted(result.metrics.items()):
         print(f"  {key:<28} {value:.4f}")
-    print(f"  champion: {result.model_name}@champion = v{result.champion_version}")
     print("  review: mlpipe ui  ->  http://127.0.0.1:5000")
     return 0
 
@@ -239,6 +253,77 @@ def cmd_expectations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_error(err: Exception, name: str) -> Exception:
+    from tasks.core.errors import ConfigError
+
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return ConfigError(f"model '{name}': {text}")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Print registered models, their versions and (with --model) the alias history."""
+    from tasks.core import tracking
+
+    tracking.configure()
+    names = [args.model] if args.model else [m.name for m in tracking.list_models()]
+    if not names:
+        print("no registered models yet: run `mlpipe train`")
+        return 0
+    for name in names:
+        try:
+            versions = tracking.model_versions(name)
+            by_version = tracking.aliases(name)
+        except Exception as err:
+            raise _registry_error(err, name) from None
+        if not versions:
+            raise _registry_error(Exception("not registered"), name)
+        print(f"{name}")
+        print(f"  {'version':>7}  {'aliases':<10} {'metric':<16} {'value':>9}  decision")
+        for v in versions:
+            aliases = ",".join(by_version.get(str(v.version), [])) or "-"
+            metric = v.tags.get("mlpipe.primary_metric", "-").removeprefix("test_")
+            value = v.tags.get("mlpipe.primary_value", "-")
+            decision = v.tags.get("mlpipe.decision", "-")
+            print(f"  {v.version:>7}  {aliases:<10} {metric:<16} {value:>9}  {decision}")
+        if args.model:
+            print("  alias history:")
+            for move in tracking.alias_history(name):
+                print(f"    {move['time']}  {move['alias']}: v{move['from'] or '-'} -> "
+                      f"v{move['to']}  ({move['reason']})")  # fmt: skip
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Move `champion` back and record why."""
+    from tasks.core import tracking
+    from tasks.core.errors import ConfigError
+
+    tracking.configure()
+    try:
+        history = tracking.alias_history(args.model)
+        current = tracking.champion(args.model)
+    except Exception as err:
+        raise _registry_error(err, args.model) from None
+    if current is None:
+        raise ConfigError(f"model '{args.model}' has no champion to roll back")
+    target = args.to
+    if target is None:
+        previous = [
+            m["from"] for m in reversed(history) if m["to"] == current.version and m["from"]
+        ]
+        if not previous:
+            raise ConfigError(f"model '{args.model}': no earlier champion; pass --to VERSION")
+        target = previous[0]
+    known = {str(v.version) for v in tracking.model_versions(args.model)}
+    if str(target) not in known:
+        raise ConfigError(f"model '{args.model}' has no version {target}")
+    if str(target) == current.version:
+        raise ConfigError(f"model '{args.model}': v{target} is already champion")
+    move = tracking.move_alias(args.model, str(target), f"rollback: {args.reason}")
+    print(f"{args.model}: champion v{move['from']} -> v{move['to']} ({move['reason']})")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the resolved config as YAML, or the JSON schema."""
     import yaml
@@ -284,6 +369,8 @@ COMMANDS = {
     "train": cmd_train,
     "validate": cmd_validate,
     "expectations": cmd_expectations,
+    "models": cmd_models,
+    "rollback": cmd_rollback,
     "config": cmd_config,
     "datasets": cmd_datasets,
     "ui": cmd_ui,

@@ -1,6 +1,7 @@
 """The training flow, wired stage by stage.
 
-load -> validate -> drift -> clean -> split -> features -> train -> evaluate -> register.
+load -> validate -> drift -> clean -> split -> features -> train -> evaluate -> register
+-> smoke test (fresh process) -> promote (challenger vs champion).
 
 It only wires tasks; each stage lives in ``tasks/<stage>.py``. Data travels between tasks as
 Parquet files in the run directory, referenced by path.
@@ -19,6 +20,7 @@ from tasks.drift import check_drift, profile_training_data
 from tasks.evaluate import evaluate_model
 from tasks.features import build_features
 from tasks.load import load_data
+from tasks.promote import promote_model, smoke_test
 from tasks.register import register_model
 from tasks.split import split_data
 from tasks.train import train_baseline, train_network
@@ -34,7 +36,6 @@ class TrainingResult(BaseModel):
     version: str
     promoted: bool
     reason: str
-    champion_version: str
     metrics: dict[str, float]
 
 
@@ -52,13 +53,20 @@ def training(config: Config) -> TrainingResult:
         network = train_network(features, splits, config.train, config.seed, run)
         baseline = train_baseline(features, splits, config.train, config.seed, run)
         evaluation = evaluate_model(
-            network, baseline, features, splits, config.tracking.primary_metric, run
+            network, baseline, features, splits, config.promotion.metric, run
         )
         profile_training_data(splits, config.validation.drift, run)
         registration = register_model(network, evaluation, splits, model_name, data.digest, run)
+        smoke_test(registration, splits, run)
+        decision = promote_model(
+            registration, network, evaluation, splits, config.promotion, config.seed, run
+        )
     return TrainingResult(
         run_id=run.run_id,
         run_dir=run.run_dir,
+        model_name=model_name,
+        version=registration.version,
+        promoted=decision.promote,
+        reason=decision.reason,
         metrics=evaluation.metrics,
-        **registration.model_dump(exclude={"model_uri"}),
     )

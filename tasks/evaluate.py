@@ -135,7 +135,7 @@ def evaluate_model(
         from tasks.core.errors import ConfigError
 
         raise ConfigError(
-            f"tracking.primary_metric '{primary}' is not among: "
+            f"promotion.metric '{primary}' is not among: "
             + ", ".join(sorted(k.removeprefix("test_") for k in metrics if k.startswith("test_")))
         )
     logger("evaluate").info(

@@ -26,53 +26,14 @@ INPUT_EXAMPLE_ROWS = 5
 
 
 class Registration(BaseModel):
-    """The registered version and the champion decision."""
+    """The registered version, not yet judged by the promotion gate."""
 
     model_config = ConfigDict(frozen=True)
 
     model_name: str
     version: str
     model_uri: str
-    promoted: bool
-    reason: str
-    champion_version: str
-
-
-class Decision(BaseModel):
-    """Whether a new version takes the `champion` alias, and why."""
-
-    model_config = ConfigDict(frozen=True)
-
-    promote: bool
-    reason: str
-
-
-def decide_promotion(
-    metric: str, new: float, current: tracking.Champion | None, higher_is_better: bool
-) -> Decision:
-    """Promote the first version, or a later one only if strictly better on ``metric``.
-
-    Args:
-        metric: Name of the primary metric.
-        new: The new version's value.
-        current: The current champion (``None`` when there is none).
-        higher_is_better: Direction of the metric.
-
-    Returns:
-        The decision with a human-readable reason.
-    """
-    if current is None:
-        return Decision(promote=True, reason="first version of this model: becomes champion")
-    if current.metric is None:
-        return Decision(
-            promote=True,
-            reason=f"champion v{current.version} has no {metric} recorded: replaced",
-        )
-    better = new > current.metric if higher_is_better else new < current.metric
-    comparison = f"{metric} {new:.6f} vs champion v{current.version} {current.metric:.6f}"
-    if better:
-        return Decision(promote=True, reason=f"better: {comparison}")
-    return Decision(promote=False, reason=f"not better: {comparison}")
+    input_example: str
 
 
 def pip_requirements() -> list[str]:
@@ -113,10 +74,9 @@ def register_model(
     digest: str,
     run: RunContext,
 ) -> Registration:
-    """Log the pyfunc, register a version, move `champion` only if the new one is better."""
+    """Log the pyfunc (preprocessing + network) and register it as a new, pending version."""
     from mlflow.models import infer_signature
 
-    log = logger("register")
     schema = splits.dataset
     predictor = Predictor.load(network.path)
     example = input_example(read_parquet(splits.test), schema)
@@ -142,48 +102,23 @@ def register_model(
             input_example=example,
             pip_requirements=pip_requirements(),
         )
-    current = tracking.champion(model_name, evaluation.primary_metric)
-    decision = decide_promotion(
-        evaluation.primary_metric, evaluation.primary_value, current, evaluation.higher_is_better
-    )
     tags = {
         "mlpipe.primary_metric": evaluation.primary_metric,
         "mlpipe.primary_value": f"{evaluation.primary_value:.6f}",
         "mlpipe.dataset.digest": digest,
         "mlpipe.architecture": network.architecture,
-        "mlpipe.decision": "promoted" if decision.promote else "not promoted",
-        "mlpipe.decision.reason": decision.reason,
+        "mlpipe.decision": "pending",
     }
     version = tracking.register_version(uri, model_name, run.run_id, tags)
-    if decision.promote:
-        tracking.set_champion(model_name, version)
-    champion_version = version if decision.promote else (current.version if current else version)
+    example_path = run.path("input_example.parquet")
+    example.to_parquet(example_path)
     tracking.set_tags(
-        run.run_id,
-        {
-            "mlpipe.model.name": model_name,
-            "mlpipe.model.version": version,
-            "mlpipe.decision": tags["mlpipe.decision"],
-            "mlpipe.decision.reason": decision.reason,
-        },
+        run.run_id, {"mlpipe.model.name": model_name, "mlpipe.model.version": version}
     )
-    tracking.log_dict(
-        run.run_id,
-        {"model": model_name, "version": version, **decision.model_dump()},
-        "registry/decision.json",
-    )
-    log.info(
-        "registered %s v%s; %s (champion: v%s)",
-        model_name,
-        version,
-        decision.reason,
-        champion_version,
-    )
+    logger("register").info("registered %s v%s (pending the promotion gate)", model_name, version)
     return Registration(
         model_name=model_name,
         version=version,
         model_uri=f"models:/{model_name}/{version}",
-        promoted=decision.promote,
-        reason=decision.reason,
-        champion_version=champion_version,
+        input_example=str(example_path),
     )

@@ -167,6 +167,34 @@ class TrainConfig(_Model):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class PromotionConfig(_Model):
+    """The gate in front of the `champion` alias.
+
+    Attributes:
+        metric: Primary metric; defaults by task (accuracy for multiclass, roc_auc for binary,
+            rmse for regression).
+        margin: Minimum improvement on the primary metric over the champion.
+        test: Paired test on the shared test rows: ``bootstrap`` (CI of the metric difference
+            must exclude zero) or ``mcnemar`` (accuracy only).
+        resamples: Bootstrap resamples.
+        confidence: Confidence level of the bootstrap interval.
+        slices: Slices that must not get worse: ``class`` (per target class) and/or column
+            names (per category of that column).
+        slice_tolerance: Largest tolerated drop of the metric within a slice.
+        min_metrics: Absolute thresholds a first model must pass, e.g. ``{accuracy: 0.9}``
+            (upper bounds for rmse, mae and log_loss).
+    """
+
+    metric: str | None = None
+    margin: float = Field(default=0.0, ge=0)
+    test: Literal["bootstrap", "mcnemar"] = "bootstrap"
+    resamples: int = Field(default=1000, ge=100)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    slices: list[str] = Field(default_factory=lambda: ["class"])
+    slice_tolerance: float = Field(default=0.05, ge=0)
+    min_metrics: dict[str, float] = Field(default_factory=dict)
+
+
 class TrackingConfig(_Model):
     """MLflow tracking and registry.
 
@@ -175,14 +203,11 @@ class TrackingConfig(_Model):
             ``mlflow.db`` with artifacts in ``mlruns/`` in the working directory.
         experiment: Experiment name.
         model_name: Registered model name; defaults to ``mlpipe-<dataset name>``.
-        primary_metric: Metric that decides promotion; defaults by task (accuracy for
-            multiclass, roc_auc for binary, rmse for regression).
     """
 
     uri: str | None = None
     experiment: str = "mlpipe"
     model_name: str | None = None
-    primary_metric: str | None = None
 
 
 class Config(_Model):
@@ -196,6 +221,7 @@ class Config(_Model):
     split: SplitConfig = SplitConfig()
     features: FeatureConfig = FeatureConfig()
     train: TrainConfig = TrainConfig()
+    promotion: PromotionConfig = PromotionConfig()
     tracking: TrackingConfig = TrackingConfig()
 
 

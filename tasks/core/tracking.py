@@ -277,9 +277,74 @@ def champion(name: str, metric: str | None = None) -> Champion | None:
     return Champion(version=str(mv.version), run_id=str(mv.run_id), metric=value)
 
 
-def set_champion(name: str, version: str) -> None:
-    """Move the ``champion`` alias of ``name`` to ``version``."""
-    _client().set_registered_model_alias(name, CHAMPION, version)
+HISTORY_TAG = "mlpipe.alias_move."
+
+
+def move_alias(name: str, version: str, reason: str, run_id: str | None = None,
+               alias: str = CHAMPION) -> dict[str, Any]:  # fmt: skip
+    """Point ``alias`` at ``version`` and record the move in the model's history.
+
+    The history is append-only: one registered-model tag per move
+    (``mlpipe.alias_move.<n>``, JSON with time, alias, from, to, run and reason), so it shows
+    in the MLflow UI and survives any number of moves.
+
+    Returns:
+        The recorded move.
+    """
+    import time
+
+    client = _client()
+    try:
+        previous: str | None = str(client.get_model_version_by_alias(name, alias).version)
+    except Exception:  # no alias yet
+        previous = None
+    client.set_registered_model_alias(name, alias, version)
+    history = alias_history(name)
+    move = {
+        "n": len(history) + 1,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "alias": alias,
+        "from": previous,
+        "to": str(version),
+        "run_id": run_id,
+        "reason": reason[:1000],
+    }
+    client.set_registered_model_tag(name, f"{HISTORY_TAG}{move['n']:05d}", json.dumps(move))
+    return move
+
+
+def alias_history(name: str) -> list[dict[str, Any]]:
+    """Every recorded alias move of ``name``, oldest first."""
+    model = _client().get_registered_model(name)
+    moves = [json.loads(v) for k, v in model.tags.items() if k.startswith(HISTORY_TAG)]
+    return sorted(moves, key=lambda m: int(m["n"]))
+
+
+def list_models() -> list[Any]:
+    """All registered models (MLflow entities)."""
+    return list(_client().search_registered_models())
+
+
+def aliases(name: str) -> dict[str, list[str]]:
+    """Aliases per version of ``name`` (version search results do not carry them)."""
+    out: dict[str, list[str]] = {}
+    for alias, version in _client().get_registered_model(name).aliases.items():
+        out.setdefault(str(version), []).append(alias)
+    return out
+
+
+def model_versions(name: str) -> list[Any]:
+    """All versions of ``name``, newest first."""
+    versions = _client().search_model_versions(f"name='{name}'")
+    return sorted(versions, key=lambda v: int(v.version), reverse=True)
+
+
+def version_info(name: str, version: str | None = None) -> Any:
+    """A model version by number, or the champion when ``version`` is None."""
+    client = _client()
+    if version is None:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    return client.get_model_version(name, version)
 
 
 def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:

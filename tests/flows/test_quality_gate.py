@@ -66,10 +66,14 @@ def test_three_percent_bad_rows_are_quarantined_and_the_run_succeeds(isolated_wo
     # The same summary is a markdown artifact in the Prefect UI.
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as prefect:
+        # The Prefect server is shared by the test session: take this run's, the newest.
         found = prefect.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["validation-penguins"]))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["validation-penguins"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
         )
     assert found and found[0].type == "markdown"
     assert "quarantined: **10**" in str(found[0].data)

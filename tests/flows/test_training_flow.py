@@ -89,7 +89,7 @@ def test_penguins_lifecycle(isolated_workdir: Path):
     v2 = client.get_model_version("mlpipe-penguins", "2")
     assert (
         v2.tags["mlpipe.decision"] == "not promoted"
-        and "not better" in v2.tags["mlpipe.decision.reason"]
+        and "below the margin" in v2.tags["mlpipe.decision.reason"]
     )
 
     # When the data lose a required column: the flow stops before training.

@@ -3,9 +3,8 @@ import pandas as pd
 import pytest
 
 from tasks.core.schema import Schema
-from tasks.core.tracking import Champion
 from tasks.evaluate import classification_metrics, default_primary_metric, regression_metrics
-from tasks.register import decide_promotion, input_example, pip_requirements
+from tasks.register import input_example, pip_requirements
 
 
 def test_classification_metrics_match_hand_computed_values():
@@ -32,25 +31,6 @@ def test_default_primary_metrics():
     assert [default_primary_metric(t) for t in ("binary", "multiclass", "regression")] == [
         "roc_auc", "accuracy", "rmse",
     ]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("new", "current", "higher", "promote"),
-    [
-        (0.9, None, True, True),
-        (0.9, Champion("1", "r", 0.8), True, True),
-        (0.8, Champion("1", "r", 0.8), True, False),
-        (0.7, Champion("1", "r", 0.8), True, False),
-        (3.0, Champion("1", "r", 4.0), False, True),
-        (5.0, Champion("1", "r", 4.0), False, False),
-        (0.5, Champion("1", "r", None), True, True),
-    ],
-)
-def test_decide_promotion(new, current, higher, promote):
-    decision = decide_promotion("test_m", new, current, higher)
-    assert decision.promote is promote, decision.reason
-    if current is not None and current.metric is not None:
-        assert "test_m" in decision.reason and f"v{current.version}" in decision.reason
 
 
 def test_input_example_prefers_rows_with_missing_values():
