@@ -92,6 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--diff", action="store_true", help="show what would change; write nothing")
     init.add_argument("--ordered", action="store_true", help="also require the column order")
 
+    predict = sub.add_parser(
+        "predict",
+        help="batch predictions from the champion (or --version) to CSV/Parquet",
+        description="Validate raw rows with the model's suite (target not required; failing "
+        "rows are quarantined), score them chunk by chunk and write predictions, class "
+        "probabilities, model version and run id. The batch is recorded in MLflow.",
+    )
+    predict.add_argument("--model", metavar="NAME", required=True, help="registered model name")
+    predict.add_argument("--input", metavar="PATH", required=True, help="CSV or Parquet input")
+    predict.add_argument("--output", metavar="PATH", required=True, help=".csv or .parquet")
+    predict.add_argument("--version", metavar="N", help="model version (default: champion)")
+    predict.add_argument("--chunk-rows", type=int, default=100_000, metavar="N",
+                         help="rows per chunk (default: 100000)")  # fmt: skip
+
     models = sub.add_parser(
         "models", help="list registered models: versions, aliases, metric, gate decision"
     )
@@ -253,6 +267,37 @@ def cmd_expectations(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Run the batch prediction flow and print where the results are."""
+    from pathlib import Path
+
+    from tasks.core.errors import DataError
+
+    source, target = Path(args.input), Path(args.output)
+    if not source.is_file():
+        raise DataError(f"input file not found: {source}")
+    if source.stat().st_size == 0:
+        raise DataError(f"input file is empty: {source}")
+    for path in (source, target):
+        if path.suffix.lower() not in {".csv", ".tsv", ".txt", ".parquet", ".pq"}:
+            raise DataError(
+                f"unsupported file type '{path.suffix}' for {path}: use .csv or .parquet"
+            )
+    if args.chunk_rows < 1:
+        raise DataError("--chunk-rows must be at least 1")
+
+    from flows.batch_predict import PredictRequest, batch_predict
+
+    request = PredictRequest(model=args.model, input=str(source), output=str(target),
+                             version=args.version, chunk_rows=args.chunk_rows)  # fmt: skip
+    result = batch_predict(request)
+    print(f"{result.rows_predicted} of {result.rows_in} rows predicted with {args.model} "
+          f"v{result.model_version} -> {result.output}")  # fmt: skip
+    if result.quarantine:
+        print(f"{result.rows_quarantined} rows quarantined -> {result.quarantine}")
+    return 0
+
+
 def _registry_error(err: Exception, name: str) -> Exception:
     from tasks.core.errors import ConfigError
 
@@ -369,6 +414,7 @@ COMMANDS = {
     "train": cmd_train,
     "validate": cmd_validate,
     "expectations": cmd_expectations,
+    "predict": cmd_predict,
     "models": cmd_models,
     "rollback": cmd_rollback,
     "config": cmd_config,

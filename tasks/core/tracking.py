@@ -193,6 +193,33 @@ def log_dataset(
     set_tags(run_id, {"mlpipe.dataset.digest": digest, "mlpipe.dataset.rows": str(len(frame))})
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (inputs may not fit in memory)."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def log_input_file(
+    run_id: str, path: Path, name: str, digest: str, sample_rows: int = 1000
+) -> None:
+    """Record an input file on a run (``log_input`` with its schema from the first rows)."""
+    import pandas as pd
+
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        import pyarrow.parquet as pq
+
+        batches = pq.ParquetFile(path).iter_batches(batch_size=sample_rows)
+        head = next(batches).to_pandas()
+    else:
+        head = pd.read_csv(path, nrows=sample_rows)
+    source = str(path.resolve())
+    log_dataset(run_id, head, source=source, name=name, target=None, context="inference",
+                digest=digest)  # fmt: skip
+
+
 def git_info(path: str | Path) -> dict[str, str]:
     """Commit and dirty flag of the git work tree holding ``path`` (``unknown`` outside git)."""
     cwd = Path(path)

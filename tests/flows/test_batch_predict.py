@@ -1,0 +1,99 @@
+"""Batch predictions equal the registered pyfunc's, in chunks, with quarantine and a record."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from palmerpenguins import load_penguins
+
+from flows.cli import main
+from flows.training import training
+from tasks.core.config import build_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+NAME = "mlpipe-penguins"
+
+
+@pytest.fixture
+def trained(isolated_workdir: Path) -> Path:
+    config = build_config({"dataset": {"source": "penguins"},
+                           "train": {"max_epochs": 20, "hidden_layers": [32]}})  # fmt: skip
+    assert training(config).promoted
+    raw = load_penguins().drop(columns=["species"])
+    raw.loc[5, "island"] = "Atlantis"  # one row the suite quarantines
+    path = isolated_workdir / "raw.csv"
+    raw.to_csv(path, index=False)
+    return path
+
+
+def pyfunc_in_fresh_process(rows_csv: Path, workdir: Path) -> pd.DataFrame:
+    code = (
+        "import sys, mlflow, pandas as pd\n"
+        f"rows = pd.read_csv({str(rows_csv)!r})\n"
+        f"out = mlflow.pyfunc.load_model('models:/{NAME}@champion').predict(rows)\n"
+        "print(out.to_json(orient='split', double_precision=15))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=workdir / "runs")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return pd.read_json(io.StringIO(done.stdout.strip().splitlines()[-1]), orient="split")
+
+
+def test_cli_predictions_equal_the_champion_pyfunc(trained: Path, isolated_workdir: Path, capsys):
+    out = isolated_workdir / "predictions.csv"
+    code = main(["predict", "--model", NAME, "--input", str(trained), "--output", str(out),
+                 "--chunk-rows", "50"])  # fmt: skip
+    assert code == 0
+    assert "343 of 344 rows predicted" in capsys.readouterr().out
+    ours = pd.read_csv(out)
+    assert set(ours["model_version"]) == {1} and ours["model_run_id"].nunique() == 1
+
+    good_rows = pd.read_csv(trained).drop(index=5).reset_index(drop=True)
+    good_csv = isolated_workdir / "good.csv"
+    good_rows.to_csv(good_csv, index=False)
+    reference = pyfunc_in_fresh_process(good_csv, isolated_workdir)
+    assert (ours["prediction"] == reference["prediction"]).all()
+    proba = [c for c in reference.columns if c.startswith("proba_")]
+    # The network computes in float32, whose matrix products vary with the batch size in the
+    # last bits: probabilities agree to float32 precision, labels exactly.
+    np.testing.assert_allclose(ours[proba].to_numpy(), reference[proba].to_numpy(), atol=1e-6)
+
+    quarantine = pd.read_parquet(isolated_workdir / "predictions.quarantine.parquet")
+    assert quarantine["island"].tolist() == ["Atlantis"]
+
+    client = MlflowClient()
+    batch = client.search_runs([client.get_experiment_by_name("mlpipe-batch").experiment_id])
+    assert len(batch) == 1 and batch[0].info.status == "FINISHED"
+    assert batch[0].data.metrics["rows_predicted"] == 343
+    assert batch[0].data.tags["mlpipe.model.version"] == "1"
+    assert batch[0].inputs.dataset_inputs, "the input dataset is recorded"
+
+
+def test_chunk_size_and_format_do_not_change_predictions(trained: Path, isolated_workdir: Path):
+    assert main(["predict", "--model", NAME, "--input", str(trained), "--output", "a.parquet",
+                 "--chunk-rows", "7"]) == 0  # fmt: skip
+    assert main(["predict", "--model", NAME, "--input", str(trained), "--output", "b.csv"]) == 0
+    a, b = pd.read_parquet("a.parquet"), pd.read_csv("b.csv")
+    assert len(a) == len(b) == 343
+    assert (a["prediction"] == b["prediction"]).all()
+    np.testing.assert_allclose(a["proba_Adelie"], b["proba_Adelie"], atol=1e-6)  # float32
+
+
+def test_bad_batch_inputs(trained: Path, isolated_workdir: Path, capsys):
+    assert main(["predict", "--model", "nope", "--input", str(trained), "--output", "x.csv"]) == 1
+    assert "model 'nope' has no champion in the registry" in capsys.readouterr().err
+    assert main(["predict", "--model", NAME, "--input", "missing.csv", "--output", "x.csv"]) == 1
+    assert "input file not found" in capsys.readouterr().err
+    broken = isolated_workdir / "broken.csv"
+    pd.read_csv(trained).drop(columns=["bill_length_mm"]).to_csv(broken, index=False)
+    assert main(["predict", "--model", NAME, "--input", str(broken), "--output", "x.csv"]) == 1
+    assert "bill_length_mm" in capsys.readouterr().err
+    assert not Path("x.csv").exists(), "nothing half-written"
