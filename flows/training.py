@@ -1,7 +1,7 @@
 """The training flow, wired stage by stage.
 
 load -> validate -> drift -> clean -> split -> features -> train -> evaluate -> register
--> smoke test (fresh process) -> promote (challenger vs champion).
+-> smoke test (fresh process) -> promote (challenger vs champion) -> model card.
 
 It only wires tasks; each stage lives in ``tasks/<stage>.py``. Data travels between tasks as
 Parquet files in the run directory, referenced by path.
@@ -20,6 +20,7 @@ from tasks.drift import check_drift, profile_training_data
 from tasks.evaluate import evaluate_model
 from tasks.features import build_features
 from tasks.load import load_data
+from tasks.model_card import write_model_card
 from tasks.promote import promote_model, smoke_test
 from tasks.register import register_model
 from tasks.split import split_data
@@ -60,6 +61,9 @@ def training(config: Config) -> TrainingResult:
         smoke_test(registration, splits, run)
         decision = promote_model(
             registration, network, evaluation, splits, config.promotion, config.seed, run
+        )
+        write_model_card(
+            registration, decision, evaluation, data, cleaned, splits, network, config, run
         )
     return TrainingResult(
         run_id=run.run_id,

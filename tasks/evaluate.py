@@ -127,7 +127,11 @@ def evaluate_model(
     if heatmap is not None:
         figures["plots/correlation_heatmap.png"] = heatmap
     for name, fig in figures.items():
-        tracking.log_figure(run.run_id, fig, name)
+        # Kept in the run directory too: the model card embeds them.
+        local = run.path(name)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(local, dpi=100)
+        tracking.log_artifact(run.run_id, local, "plots")
 
     primary = primary_metric or default_primary_metric(schema.task)
     key = f"test_{primary}"

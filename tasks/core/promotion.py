@@ -119,6 +119,25 @@ def mcnemar(
     )
 
 
+def bootstrap_ci(
+    y: np.ndarray, outputs: np.ndarray, fn: MetricFn, *, resamples: int = 500, seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float] | None:  # fmt: skip
+    """Percentile bootstrap interval of one model's metric on the test rows."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(y), len(y))
+        try:
+            values.append(fn(y[idx], outputs[idx]))
+        except ValueError:
+            continue
+    if not values:
+        return None
+    low, high = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(low), float(high)
+
+
 class SliceResult(BaseModel):
     """One slice's metric for both models (signed change: positive is better)."""
 

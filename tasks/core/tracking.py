@@ -71,6 +71,11 @@ def start_run(experiment: str, run_name: str, tracking_uri: str, tags: dict[str,
     return str(run.info.run_id)
 
 
+def run_tags(run_id: str) -> dict[str, str]:
+    """Tags of a run."""
+    return dict(_client().get_run(run_id).data.tags)
+
+
 def end_run(run_id: str, failed: bool) -> None:
     """Mark a run FINISHED or FAILED."""
     _client().set_terminated(run_id, status="FAILED" if failed else "FINISHED")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
 
 from flows.training import training
 from tasks.core.config import build_config
@@ -80,6 +81,16 @@ def test_penguins_lifecycle(isolated_workdir: Path):
     assert {a.path for a in client.list_artifacts(first.run_id, "validation")} == {
         "validation/result.json", "validation/summary.md", "validation/report.html",
     }  # fmt: skip
+
+    # And every version has a model card, self-contained, pointed to by a version tag.
+    card_uri = client.get_model_version("mlpipe-penguins", "1").tags["mlpipe.model_card"]
+    assert card_uri == f"runs:/{first.run_id}/model_card/model_card.html"
+    card = Path(download_artifacts(card_uri)).read_text()
+    needed = ["95% CI (bootstrap)", "class=Adelie", "Promotion gate", "data:image/png;base64"]
+    for text in [*needed, tags["mlpipe.dataset.digest"], tags["mlpipe.git.commit"]]:
+        assert text in card, text
+    for forbidden in ("http://", "https://", "<script"):
+        assert forbidden not in card, forbidden
 
     # When the same config runs again: identical metrics, version 2 is not promoted.
     second = training(config)
