@@ -50,7 +50,9 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, f
     y_pred = proba.argmax(axis=1)
     out = {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "macro_f1": float(skm.f1_score(y_true, y_pred, average="macro", labels=labels)),
+        "macro_f1": float(
+            skm.f1_score(y_true, y_pred, average="macro", labels=labels, zero_division=0)
+        ),
         "log_loss": float(skm.log_loss(y_true, proba, labels=labels)),
     }
     if len(np.unique(y_true)) == len(labels):

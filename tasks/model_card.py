@@ -21,6 +21,7 @@ from tasks.core.promotion import (
     bootstrap_ci,
     metric_fn,
     slice_masks,
+    slice_metric,
 )
 from tasks.core.report import CSS
 from tasks.core.run import RunContext, read_parquet
@@ -52,10 +53,9 @@ def test_evidence(
     masks = slice_masks(test, y, splits.classes if "class" in slices else None, columns)
     per_slice = []
     for name, mask in masks.items():
-        try:
-            per_slice.append((name, int(mask.sum()), fn(y[mask], outputs[mask])))
-        except ValueError:  # metric undefined on this slice (e.g. one class only)
-            continue
+        value = slice_metric(fn, y[mask], outputs[mask])
+        if value is not None:  # undefined on some slices, e.g. ROC AUC within one class
+            per_slice.append((name, int(mask.sum()), value))
     return intervals, per_slice
 
 

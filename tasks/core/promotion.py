@@ -151,6 +151,19 @@ class SliceResult(BaseModel):
     worse: bool
 
 
+def slice_metric(fn: MetricFn, y: np.ndarray, outputs: np.ndarray) -> float | None:
+    """A metric on one slice, or None where it is undefined (e.g. ROC AUC within one class)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            value = fn(y, outputs)
+        except ValueError:
+            return None
+    return value if np.isfinite(value) else None
+
+
 def slice_results(
     y: np.ndarray,
     challenger: np.ndarray,
@@ -167,9 +180,11 @@ def slice_results(
     for name, mask in groups.items():
         if int(mask.sum()) < min_rows:
             continue
-        try:
-            new, old = fn(y[mask], challenger[mask]), fn(y[mask], champion[mask])
-        except ValueError:
+        new, old = (
+            slice_metric(fn, y[mask], challenger[mask]),
+            slice_metric(fn, y[mask], champion[mask]),
+        )
+        if new is None or old is None:
             continue
         change = sign * (new - old)
         out.append(SliceResult(slice=name, rows=int(mask.sum()), challenger=new, champion=old,
