@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CONFIG ?= configs/default.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint format ui datasets clean
+.PHONY: help install run test lint format ui datasets servers stop clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,18 @@ ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000 for the local store
 
 datasets: $(STAMP) ## List the embedded datasets
 	$(BIN)/mlpipe datasets
+
+servers: $(STAMP) ## Start Prefect (127.0.0.1:4200) and MLflow (127.0.0.1:5000) in the background
+	@mkdir -p .mlpipe
+	@nohup $(BIN)/mlpipe server prefect > .mlpipe/prefect.log 2>&1 & echo $$! > .mlpipe/prefect.pid
+	@nohup $(BIN)/mlpipe server mlflow > .mlpipe/mlflow.log 2>&1 & echo $$! > .mlpipe/mlflow.pid
+	@echo "starting; logs in .mlpipe/. Then: export PREFECT_API_URL=http://127.0.0.1:4200/api MLFLOW_TRACKING_URI=http://127.0.0.1:5000"
+
+stop: ## Stop the servers started by `make servers`
+	@for s in prefect mlflow; do \
+	  if [ -f .mlpipe/$$s.pid ]; then pkill -TERM -P $$(cat .mlpipe/$$s.pid) 2>/dev/null; \
+	    kill $$(cat .mlpipe/$$s.pid) 2>/dev/null; rm -f .mlpipe/$$s.pid; echo "stopped $$s"; fi; \
+	done
 
 clean: ## Remove run directories and caches (keeps the MLflow store)
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ Heavy libraries are imported inside commands, so ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -59,6 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
         "takes the `champion` alias only if it beats the current champion.",
     )
     _add_dataset_args(train)
+
+    retrain = sub.add_parser(
+        "retrain",
+        help="trigger the training deployment (Prefect API), or train in-process without one",
+        description="With PREFECT_API_URL set, start a run of the training deployment served "
+        "by `mlpipe deploy` and print its id and UI link; without it, train in this process.",
+    )
+    _add_dataset_args(retrain)
+    retrain.add_argument("--wait", action="store_true", help="wait for the run to finish")
+
+    monitor = sub.add_parser(
+        "monitor",
+        help="validate a new batch, measure drift, retrain on drift (cooldown, de-duplicated)",
+    )
+    _add_dataset_args(monitor)
+    monitor.add_argument("--batch", metavar="PATH", required=True, help="the new batch to check")
+
+    deploy = sub.add_parser(
+        "deploy",
+        help="serve the training (cron), batch-predict and monitoring deployments",
+        description="Register and serve the deployments against the Prefect server in "
+        "PREFECT_API_URL; scheduled runs start from here. Ctrl-C stops serving.",
+    )
+    _add_dataset_args(deploy)
 
     config = sub.add_parser("config", help="print the resolved config (or its JSON schema)")
     _add_dataset_args(config)
@@ -120,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--model", metavar="NAME", required=True, help="registered model name")
     rollback.add_argument("--to", metavar="VERSION", help="default: the previous champion")
     rollback.add_argument("--reason", default="manual rollback", help="recorded with the move")
+
+    server = sub.add_parser("server", help="run a local Prefect or MLflow server (127.0.0.1)")
+    server.add_argument("which", choices=["prefect", "mlflow"], help="which server")
+    server.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    server.add_argument("--port", type=int, help="default: 4200 (prefect) or 5000 (mlflow)")
+    server.add_argument(
+        "--database-url",
+        help="PostgreSQL URL; default: $PREFECT_API_DATABASE_CONNECTION_URL or "
+        "$MLPIPE_MLFLOW_BACKEND_URI, else SQLite",
+    )
+    server.add_argument("--artifacts", default="mlruns", help="MLflow artifact folder")
+    server.add_argument("--allowed-hosts", help="MLflow: extra Host headers to accept")
 
     sub.add_parser("datasets", help="list the embedded datasets")
 
@@ -369,6 +406,79 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prefect_api() -> str | None:
+    return os.environ.get("PREFECT_API_URL") or None
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """Trigger the training deployment, or train in-process when no server is configured."""
+    config = _load_config(args)
+    api = _prefect_api()
+    if api is None:
+        print("PREFECT_API_URL is not set: training in this process", file=sys.stderr)
+        return cmd_train(args)
+    from prefect.deployments import run_deployment
+
+    from tasks.monitor import TRAINING_DEPLOYMENT
+
+    try:
+        run: Any = run_deployment(
+            TRAINING_DEPLOYMENT, parameters={"config": config.model_dump(mode="json")},
+            timeout=None if args.wait else 0, tags=["mlpipe:manual"],
+        )  # fmt: skip
+    except Exception as err:
+        from tasks.core.errors import ConfigError
+
+        raise ConfigError(
+            f"cannot start {TRAINING_DEPLOYMENT} on {api} ({type(err).__name__}: {err}); "
+            "is `mlpipe deploy` serving?"
+        ) from None
+    ui = os.environ.get("PREFECT_UI_URL") or api.removesuffix("/api")
+    print(f"flow run {run.id}: {ui}/runs/flow-run/{run.id}")
+    if not args.wait:
+        return 0
+    print(f"finished: {run.state.name if run.state else 'unknown'}")
+    return 0 if run.state and run.state.is_completed() else EXIT_FAILURE
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Run the monitoring flow on a batch and print its decision."""
+    from pathlib import Path
+
+    from tasks.core.errors import DataError
+
+    config = _load_config(args)
+    if not Path(args.batch).is_file():
+        raise DataError(f"batch file not found: {args.batch}")
+    from flows.monitoring import monitoring
+
+    decision = monitoring(config, args.batch)
+    run = f" (flow run {decision.flow_run_id})" if decision.flow_run_id else ""
+    print(f"{decision.action}: {decision.reason}{run}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Serve the deployments until Ctrl-C."""
+    from tasks.core.errors import ConfigError
+
+    config = _load_config(args)
+    if _prefect_api() is None:
+        raise ConfigError(
+            "mlpipe deploy needs a Prefect server: start one (`mlpipe server prefect` or "
+            "`make servers`) and export PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+    from flows.deployments import serve_deployments
+
+    cron = config.schedule.cron or "none"
+    print(f"serving mlpipe-training (cron {cron} {config.schedule.timezone}), "
+          "mlpipe-batch-predict, mlpipe-monitoring; Ctrl-C to stop", flush=True)  # fmt: skip
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_deployments(config)
+    print("stopped serving")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the resolved config as YAML, or the JSON schema."""
     import yaml
@@ -390,6 +500,29 @@ def cmd_datasets(_: argparse.Namespace) -> int:
         print(f"{d.name:<14} target={d.target:<8} {d.task:<10} {d.description}")
         print(f"{'':<14} source: {d.origin}")
     return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    """Run a Prefect or MLflow server in the foreground until Ctrl-C."""
+    from tasks.core.servers import mlflow_command, prefect_command, redact
+
+    if args.which == "prefect":
+        port = args.port or 4200
+        cmd, env = prefect_command(args.host, port, args.database_url)
+        db = redact(env.get("PREFECT_API_DATABASE_CONNECTION_URL", "SQLite in $PREFECT_HOME"))
+        print(f"Prefect server on http://{args.host}:{port} (database: {db}); use "
+              f"PREFECT_API_URL=http://{args.host}:{port}/api", flush=True)  # fmt: skip
+    else:
+        port = args.port or 5000
+        cmd, env = mlflow_command(args.host, port, args.database_url, args.artifacts,
+                                  args.allowed_hosts)  # fmt: skip
+        backend = redact(cmd[cmd.index("--backend-store-uri") + 1])
+        print(f"MLflow server on http://{args.host}:{port} (backend: {backend}); use "
+              f"MLFLOW_TRACKING_URI=http://{args.host}:{port}", flush=True)  # fmt: skip
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -420,6 +553,10 @@ COMMANDS = {
     "config": cmd_config,
     "datasets": cmd_datasets,
     "ui": cmd_ui,
+    "server": cmd_server,
+    "retrain": cmd_retrain,
+    "deploy": cmd_deploy,
+    "monitor": cmd_monitor,
 }
 
 

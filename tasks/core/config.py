@@ -7,6 +7,7 @@ and forbid unknown keys, so a typo in a key is an error that names the key, not 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -210,6 +211,24 @@ class TrackingConfig(_Model):
     model_name: str | None = None
 
 
+class ScheduleConfig(_Model):
+    """When `mlpipe deploy` runs things on its own.
+
+    Attributes:
+        cron: Cron expression of the scheduled training run (``null`` for none).
+        timezone: Time zone of the cron expression.
+        monitor_cron: Cron of the monitoring (drift) run; ``null`` for none.
+        monitor_data: File the monitoring run validates (new batches land there).
+        cooldown_minutes: After a drift-triggered retraining, no other one for this long.
+    """
+
+    cron: str | None = "0 2 * * *"
+    timezone: str = "UTC"
+    monitor_cron: str | None = None
+    monitor_data: str | None = None
+    cooldown_minutes: float = Field(default=360, ge=0)
+
+
 class Config(_Model):
     """The whole mlpipe configuration."""
 
@@ -223,6 +242,7 @@ class Config(_Model):
     train: TrainConfig = TrainConfig()
     promotion: PromotionConfig = PromotionConfig()
     tracking: TrackingConfig = TrackingConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
 
 def _format_validation_error(err: ValidationError) -> str:
@@ -346,6 +366,8 @@ def flatten(config: BaseModel, prefix: str = "") -> dict[str, str]:
             out[key] = json.dumps(list(value))
         elif value is None:
             out[key] = "null"
+        elif isinstance(value, str) and "://" in value:
+            out[key] = re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", value)  # no passwords in params
         else:
             out[key] = str(value)
 

@@ -292,7 +292,13 @@ def register_version(model_uri: str, name: str, run_id: str, tags: dict[str, str
         client.create_registered_model(
             name, description="Registered by mlpipe: preprocessing + network, raw rows in."
         )
-    mv = client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    import mlflow
+
+    # register_model resolves a logged model's `models:/m-...` URI to its model id, which a
+    # tracking server requires (the local store accepts the bare URI, a server does not).
+    mv = mlflow.register_model(model_uri, name, tags=tags)
+    if str(mv.run_id) != run_id:
+        raise RuntimeError(f"registered {name} v{mv.version} points at run {mv.run_id}")
     return str(mv.version)
 
 

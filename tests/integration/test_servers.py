@@ -1,0 +1,84 @@
+"""Deployments, manual and drift-triggered retraining against real servers on PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tasks.monitor import DRIFT_TAG
+from tests.helpers import make_shop_year
+from tests.integration.stack import Stack, http_json, mlpipe, stop, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SHOP = ["--set", "dataset.name=shop", "--set", "dataset.target=spend",
+        "--set", "dataset.ignore=[year]", "--set", "train.max_epochs=5",
+        "--set", "train.hidden_layers=[16]"]  # fmt: skip
+
+
+def test_deploy_retrain_schedule_and_drift_trigger(stack: Stack):
+    first_year = stack.workdir / "shop_2023.csv"
+    make_shop_year(3000, seed=0).to_csv(first_year, index=False)
+    drifted = stack.workdir / "shop_2024.csv"
+    make_shop_year(3000, seed=1, shift_price=25.0, web_share=0.75).to_csv(drifted, index=False)
+
+    # Given `mlpipe deploy` serving with a one-minute cron and a monitoring deployment.
+    deploy = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "deploy", "--data", str(first_year), *SHOP,
+         "--set", "schedule.cron='* * * * *'", "--set", "schedule.cooldown_minutes=60"],
+        env=stack.env, cwd=stack.workdir, stdout=(stack.workdir / "deploy.log").open("wb"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deployments = wait_for(lambda: stack_deployments(stack) >= 3 or None, 120)
+        assert deployments, (stack.workdir / "deploy.log").read_text()[-3000:]
+
+        # When a user retrains by hand: a flow run id and UI link, then a new model version.
+        done = mlpipe(stack, "retrain", "--data", str(first_year), *SHOP, "--wait")
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        assert "/runs/flow-run/" in done.stdout and "finished: Completed" in done.stdout
+        versions = stack.mlflow("model-versions/search?filter=name%3D%27mlpipe-shop%27")
+        tags = {t["key"]: t["value"] for t in versions["model_versions"][0].get("tags", [])}
+        assert tags.get("mlpipe.decision") in {"promoted", "not promoted"}, tags
+        assert "mlpipe.model_card" in tags
+
+        # Then the one-minute schedule produces a completed run on its own.
+        scheduled = wait_for(lambda: completed_runs(stack, auto_scheduled=True), 180, every=5)
+        assert scheduled, "no scheduled run completed within 3 minutes"
+
+        # When a drifted batch is seen twice: exactly one retraining starts (de-dup + cooldown).
+        for _ in range(2):
+            run = mlpipe(stack, "monitor", "--data", str(first_year), *SHOP,
+                         "--batch", str(drifted))  # fmt: skip
+            assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+        triggered = stack.flow_runs(tags={"all_": [DRIFT_TAG]})
+        assert len(triggered) == 1, triggered
+        finished = wait_for(lambda: run_state(stack, triggered[0]["id"]) in
+                            {"COMPLETED", "FAILED", "CRASHED"} or None, 240, every=5)  # fmt: skip
+        assert finished and run_state(stack, triggered[0]["id"]) == "COMPLETED"
+    finally:
+        stop(deploy)
+
+
+def stack_deployments(stack: Stack) -> int:
+    found = http_json(f"{stack.prefect_api}/deployments/filter", {})
+    return len(found)  # type: ignore[arg-type]
+
+
+def completed_runs(stack: Stack, auto_scheduled: bool) -> list[dict]:
+    runs = stack.flow_runs(state={"type": {"any_": ["COMPLETED"]}})
+    return [r for r in runs if bool(r.get("auto_scheduled")) == auto_scheduled]
+
+
+def run_state(stack: Stack, run_id: str) -> str:
+    return str(http_json(f"{stack.prefect_api}/flow_runs/{run_id}")["state_type"])  # type: ignore[index]
+
+
+def test_cli_refuses_deploy_without_a_server(tmp_path, monkeypatch, capsys):
+    from flows.cli import main
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["deploy", "--dataset", "penguins"]) == 1
+    assert "needs a Prefect server" in capsys.readouterr().err
