@@ -158,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--artifacts", default="mlruns", help="MLflow artifact folder")
     server.add_argument("--allowed-hosts", help="MLflow: extra Host headers to accept")
 
+    health = sub.add_parser("health", help="exit 0 when a server answers (container healthchecks)")
+    health.add_argument(
+        "url", nargs="?", help="default: $MLPIPE_HEALTH_URL, else $PREFECT_API_URL/health"
+    )
+
     sub.add_parser("datasets", help="list the embedded datasets")
 
     ui = sub.add_parser("ui", help="serve the MLflow UI for the tracking store")
@@ -525,6 +530,21 @@ def cmd_server(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the URL answers 200 within a few seconds."""
+    from tasks.core.errors import ConfigError
+    from tasks.core.servers import wait_healthy
+
+    api = _prefect_api()
+    url = args.url or os.environ.get("MLPIPE_HEALTH_URL") or (f"{api}/health" if api else None)
+    if not url:
+        raise ConfigError("no URL: pass one, or set MLPIPE_HEALTH_URL or PREFECT_API_URL")
+    if wait_healthy(url, timeout=5):
+        return 0
+    print(f"mlpipe: error: {url} is not healthy", file=sys.stderr)
+    return EXIT_FAILURE
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """Run ``mlflow server`` for the local (or configured) store, bound to 127.0.0.1."""
     from tasks.core.tracking import resolve_uri
@@ -554,6 +574,7 @@ COMMANDS = {
     "datasets": cmd_datasets,
     "ui": cmd_ui,
     "server": cmd_server,
+    "health": cmd_health,
     "retrain": cmd_retrain,
     "deploy": cmd_deploy,
     "monitor": cmd_monitor,

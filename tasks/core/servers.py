@@ -47,8 +47,9 @@ def prefect_command(
     host: str, port: int, database_url: str | None
 ) -> tuple[list[str], dict[str, str]]:
     """``prefect server start`` on ``host:port``, on SQLite or the given PostgreSQL URL."""
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_API_URL": f"http://{host}:{port}/api"}  # fmt: skip
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # What the browser calls; behind a container port mapping the caller sets it.
+    env.setdefault("PREFECT_UI_API_URL", f"http://{host}:{port}/api")
     if database_url:
         env[PREFECT_DB_ENV] = database_url
     env.pop("PREFECT_API_URL", None)  # the server must not point at itself or another one
