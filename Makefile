@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CONFIG ?= configs/default.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint format ui datasets servers stop clean
+.PHONY: help install run test lint format ui datasets servers stop browser clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,11 @@ ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000 for the local store
 
 datasets: $(STAMP) ## List the embedded datasets
 	$(BIN)/mlpipe datasets
+
+browser: ## Install Debian's chromium for the browser tests (needs root; skipped when present)
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@chromium --version
 
 servers: $(STAMP) ## Start Prefect (127.0.0.1:4200) and MLflow (127.0.0.1:5000) in the background
 	@mkdir -p .mlpipe

@@ -61,7 +61,9 @@ def _experiment_id(name: str, tracking_uri: str) -> str:
         # Local store: artifacts beside the database, absolute so `mlflow server` finds them.
         base = Path(tracking_uri.removeprefix("sqlite:///")).parent
         location = (base / DEFAULT_ARTIFACTS).resolve().as_uri()
-    return str(client.create_experiment(name, artifact_location=location))
+    # Tell the MLflow 3 UI this is model training, so it opens on runs, not the GenAI view.
+    tags = {"mlflow.experimentKind": "custom_model_development"}
+    return str(client.create_experiment(name, artifact_location=location, tags=tags))
 
 
 def start_run(experiment: str, run_name: str, tracking_uri: str, tags: dict[str, str]) -> str:
