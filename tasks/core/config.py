@@ -7,7 +7,6 @@ and forbid unknown keys, so a typo in a key is an error that names the key, not 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.core.errors import ConfigError
+from tasks.core.servers import redact
 
 TaskType = Literal["binary", "multiclass", "regression"]
 MissingPolicy = Literal["drop", "ffill", "impute"]
@@ -367,7 +367,7 @@ def flatten(config: BaseModel, prefix: str = "") -> dict[str, str]:
         elif value is None:
             out[key] = "null"
         elif isinstance(value, str) and "://" in value:
-            out[key] = re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", value)  # no passwords in params
+            out[key] = redact(value)  # no passwords in params
         else:
             out[key] = str(value)
 

@@ -26,16 +26,6 @@ class _UnsupportedError(Exception):
     """This expectation, on this data, is left to Great Expectations."""
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and (value != value or value in (np.inf, -np.inf)):
-        return None if value != value else str(value)
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
-
-
 def _map_result(
     exp: dict[str, Any], column: pd.Series, unexpected: pd.Series, *, nulls_count: bool = False
 ) -> ExpectationResult:
@@ -50,7 +40,7 @@ def _map_result(
     count = len(positions)
     mostly = float(kwargs.get("mostly", 1.0))
     success = True if total == 0 else (total - count) / total >= mostly
-    examples = [_jsonable(v) for v in column.iloc[positions[:MAX_EXAMPLES]]]
+    examples = [gx.jsonable(v) for v in column.iloc[positions[:MAX_EXAMPLES]]]
     return ExpectationResult(
         expectation=exp["type"],
         column=kwargs.get("column"),

@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from tasks.core.errors import ConfigError
+from tasks.core.schema import to_jsonable
 
 MAX_EXAMPLES = 5
 
@@ -121,13 +122,17 @@ def _context() -> Any:
     return ctx
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """A value as strict JSON: numpy scalars unwrapped, NaN -> None, +/-inf and others -> str."""
+    value = to_jsonable(value)
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return str(value)
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
         return str(value)
-    if isinstance(value, float) and value != value:  # NaN
-        return None
     return value
 
 
@@ -255,13 +260,13 @@ def _reduce(raw: dict[str, Any]) -> ExpectationResult:
     result = raw.get("result") or {}
     exc = raw.get("exception_info") or {}
     error = exc.get("exception_message") if exc.get("raised_exception") else None
-    examples = [_jsonable(v) for v in (result.get("partial_unexpected_list") or [])]
+    examples = [jsonable(v) for v in (result.get("partial_unexpected_list") or [])]
     return ExpectationResult(
         expectation=config["type"],
         column=config["kwargs"].get("column"),
         success=bool(raw["success"]),
         severity=str((config.get("meta") or {}).get("severity", "critical")),
-        observed=_jsonable(result.get("observed_value")),
+        observed=jsonable(result.get("observed_value")),
         unexpected_count=int(result.get("unexpected_count") or 0),
         unexpected_percent=float(result.get("unexpected_percent") or 0.0),
         examples=examples[:MAX_EXAMPLES],
