@@ -17,8 +17,11 @@ def build_deployments(config: Config) -> list:
     sched = config.schedule
     train_schedules = [CronSchedule(cron=sched.cron, timezone=sched.timezone)] if sched.cron else []
     deployments = [
+        # One training run at a time: two runs judged against the same champion would race
+        # for the alias. Further runs wait for the slot.
         training.to_deployment(name="mlpipe-training", schedules=train_schedules,
                                parameters={"config": params}, tags=["mlpipe"],
+                               concurrency_limit=1,
                                description="Validate, train, evaluate and register a model."),
         batch_predict.to_deployment(name="mlpipe-batch-predict", tags=["mlpipe"],
                                     description="Batch predictions from the champion."),

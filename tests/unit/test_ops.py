@@ -37,6 +37,7 @@ def test_deployments_have_schedules_and_typed_parameters():
     deployments = {d.name: d for d in build_deployments(config)}
     assert set(deployments) == {"mlpipe-training", "mlpipe-batch-predict", "mlpipe-monitoring"}
     training = deployments["mlpipe-training"]
+    assert training.concurrency_limit == 1, "training runs queue instead of racing"
     assert training.schedules[0].schedule.cron == "0 3 * * 1"
     from flows.training import training as training_flow
 
