@@ -12,12 +12,11 @@ from sklearn import metrics as skm
 
 from tasks.core import plots, tracking
 from tasks.core.inference import Predictor
+from tasks.core.promotion import LOWER_IS_BETTER
 from tasks.core.run import RunContext, logger, read_parquet
 from tasks.features import Features
 from tasks.split import Splits
 from tasks.train import TrainedBaseline, TrainedNetwork, encode_target
-
-LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
 
 
 class Evaluation(BaseModel):

@@ -10,8 +10,6 @@ import pytest
 from flows.runtime import configure_environment
 from tests.helpers import make_mixed_frame
 
-REPO = Path(__file__).resolve().parents[1]
-
 configure_environment()
 
 

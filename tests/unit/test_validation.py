@@ -13,8 +13,6 @@ from tasks.load import read_dataset, resolve_schema
 from tasks.validate import apply_gate, failure_message, find_suite, structural_suite
 from tests.helpers import make_mixed_frame
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def test_failing_rows_examples_and_message():
     frame = pd.DataFrame({"a": [1, 2, 99, 3, 100], "b": ["x", "y", "x", "z", "x"]})
