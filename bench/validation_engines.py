@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tasks.core import fastcheck, gx
+from mlpipe.quality import fastcheck, gx
 
 
 def make_frame(n: int, seed: int = 0) -> pd.DataFrame:

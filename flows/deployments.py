@@ -8,7 +8,7 @@ from prefect.client.schemas.schedules import CronSchedule
 from flows.batch_predict import batch_predict
 from flows.monitoring import monitoring
 from flows.training import training
-from tasks.core.config import Config
+from mlpipe.config import Config
 
 
 def build_deployments(config: Config) -> list:
@@ -19,13 +19,20 @@ def build_deployments(config: Config) -> list:
     deployments = [
         # One training run at a time: two runs judged against the same champion would race
         # for the alias. Further runs wait for the slot.
-        training.to_deployment(name="mlpipe-training", schedules=train_schedules,
-                               parameters={"config": params}, tags=["mlpipe"],
-                               concurrency_limit=1,
-                               description="Validate, train, evaluate and register a model."),
-        batch_predict.to_deployment(name="mlpipe-batch-predict", tags=["mlpipe"],
-                                    description="Batch predictions from the champion."),
-    ]  # fmt: skip
+        training.to_deployment(
+            name="mlpipe-training",
+            schedules=train_schedules,
+            parameters={"config": params},
+            tags=["mlpipe"],
+            concurrency_limit=1,
+            description="Validate, train, evaluate and register a model.",
+        ),
+        batch_predict.to_deployment(
+            name="mlpipe-batch-predict",
+            tags=["mlpipe"],
+            description="Batch predictions from the champion.",
+        ),
+    ]
     monitor_schedules = []
     if sched.monitor_cron and sched.monitor_data:
         monitor_schedules = [CronSchedule(cron=sched.monitor_cron, timezone=sched.timezone)]
@@ -33,10 +40,14 @@ def build_deployments(config: Config) -> list:
     if sched.monitor_data:
         monitor_params["data"] = sched.monitor_data
     deployments.append(
-        monitoring.to_deployment(name="mlpipe-monitoring", schedules=monitor_schedules,
-                                 parameters=monitor_params, tags=["mlpipe"],
-                                 description="Validate a new batch; retrain on drift.")
-    )  # fmt: skip
+        monitoring.to_deployment(
+            name="mlpipe-monitoring",
+            schedules=monitor_schedules,
+            parameters=monitor_params,
+            tags=["mlpipe"],
+            description="Validate a new batch; retrain on drift.",
+        )
+    )
     return deployments
 
 

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.core import tracking
-from tasks.core.config import Config
-from tasks.monitor import TriggerDecision, assess_batch, trigger_retraining
+from mlpipe.config import Config
+from mlpipe.handoff import TriggerDecision
+from mlpipe.io import tracking
+from tasks.monitor import assess_batch, trigger_retraining
+from tasks.recover import recover_abandoned
 
 
 @flow(name="monitoring", log_prints=True)
 def monitoring(config: Config, data: str) -> TriggerDecision:
     """Validate ``data``, measure drift against the champion, maybe trigger retraining."""
-    uri = tracking.configure(config.tracking.uri)
-    run_id = tracking.start_run("mlpipe-monitoring", f"monitor-{config.dataset.source}", uri,
-                                {"mlpipe.monitor.data": data})  # fmt: skip
-    try:
+    recover_abandoned(config)
+    with tracking.tracked_run(
+        "mlpipe-monitoring", f"monitor-{config.dataset.source}", {"mlpipe.monitor.data": data}
+    ) as run_id:
         assessment = assess_batch(config, data)
-        tracking.log_metrics(run_id, {"rows": assessment.rows,
-                                      "drift_columns": len(assessment.drifted)})  # fmt: skip
-        decision = trigger_retraining(assessment, config, run_id)
-    except BaseException:
-        tracking.end_run(run_id, failed=True)
-        raise
-    tracking.end_run(run_id, failed=False)
-    return decision
+        tracking.log_metrics(
+            run_id, {"rows": assessment.rows, "drift_columns": len(assessment.drifted)}
+        )
+        return trigger_retraining(assessment, config, run_id)

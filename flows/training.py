@@ -1,76 +1,67 @@
 """The training flow, wired stage by stage.
 
-load -> validate -> drift -> clean -> split -> features -> train -> evaluate -> register
--> smoke test (fresh process) -> promote (challenger vs champion) -> model card.
+recover -> load (+ pre-flight) -> validate -> drift -> clean -> split -> features -> train
+-> evaluate -> profile -> register -> smoke test (fresh process) -> promote -> model card.
 
-It only wires tasks; each stage lives in ``tasks/<stage>.py``. Data travels between tasks as
-Parquet files in the run directory, referenced by path.
+It only wires tasks; each stage lives in ``tasks/<stage>.py``, its logic in ``mlpipe``. Data
+travels between tasks as Parquet files in the run directory, referenced by path.
 """
 
 from __future__ import annotations
 
 from prefect import flow
-from pydantic import BaseModel
 
+from mlpipe.config import Config
+from mlpipe.data.datasets import model_name
+from mlpipe.handoff import TrainingResult
+from mlpipe.io.runs import training_run
+from mlpipe.orchestration import flow_run_id
 from tasks.clean import clean_data
-from tasks.core.config import Config
-from tasks.core.datasets import dataset_name
-from tasks.core.run import tracked_run
 from tasks.drift import check_drift, profile_training_data
-from tasks.evaluate import evaluate_model
+from tasks.evaluate import evaluate_models
 from tasks.features import build_features
 from tasks.load import load_data
 from tasks.model_card import write_model_card
 from tasks.promote import promote_model, smoke_test
+from tasks.recover import recover_abandoned
 from tasks.register import register_model
 from tasks.split import split_data
-from tasks.train import train_baseline, train_network
+from tasks.train import train_models
 from tasks.validate import validate_data
-
-
-class TrainingResult(BaseModel):
-    """What one training run produced."""
-
-    run_id: str
-    run_dir: str
-    model_name: str
-    version: str
-    promoted: bool
-    reason: str
-    metrics: dict[str, float]
 
 
 @flow(name="training", log_prints=True)
 def training(config: Config) -> TrainingResult:
-    """Train, evaluate and register a model for ``config.dataset``."""
-    model_name = config.tracking.model_name or f"mlpipe-{dataset_name(config.dataset)}"
-    with tracked_run(config) as run:
-        data = load_data(config.dataset, run)
+    """Train, evaluate and register a model for ``config.dataset``; promote it on evidence."""
+    name = model_name(config.dataset, config.tracking.model_name)
+    recover_abandoned(config)
+    with training_run(config, flow_run_id()) as run:
+        data = load_data(config, run)
         validated = validate_data(data, config.validation, run, config.dataset.expectations)
-        check_drift(validated, config.validation.drift, model_name, run)
-        cleaned = clean_data(validated, config.clean, run)
-        splits = split_data(cleaned, config.split, config.seed, run)
+        check_drift(validated, config.validation.drift, name, run)
+        cleaned = clean_data(validated, config.clean, config.split.key, run)
+        splits = split_data(cleaned, config.split, run)
         features = build_features(splits, config.features, run)
-        network = train_network(features, splits, config.train, config.seed, run)
-        baseline = train_baseline(features, splits, config.train, config.seed, run)
-        evaluation = evaluate_model(
-            network, baseline, features, splits, config.promotion.metric, run
+        models = train_models(features, splits, config.train, config.seed, run)
+        evaluation = evaluate_models(
+            models, splits, config.promotion.metric, config.promotion.slices, run
         )
         profile_training_data(splits, config.validation.drift, run)
-        registration = register_model(network, evaluation, splits, model_name, data.digest, run)
+        registration = register_model(models, evaluation, splits, name, data.digest, run)
         smoke_test(registration, splits, run)
         decision = promote_model(
-            registration, network, evaluation, splits, config.promotion, config.seed, run
+            registration, evaluation, splits, config.promotion, config.seed, run
         )
         write_model_card(
-            registration, decision, evaluation, data, cleaned, splits, network, config, run
+            registration, decision, evaluation, data, validated, cleaned, splits, config, run
         )
     return TrainingResult(
         run_id=run.run_id,
         run_dir=run.run_dir,
-        model_name=model_name,
+        model_name=name,
         version=registration.version,
         promoted=decision.promote,
+        eligible=decision.eligible,
         reason=decision.reason,
         metrics=evaluation.metrics,
     )

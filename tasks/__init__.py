@@ -1,1 +1,4 @@
-"""Pipeline stages, one per module: thin Prefect tasks over pure functions."""
+"""Pipeline stages, one per module: thin Prefect tasks (read, call the library, write, log).
+
+A stage never imports another stage; what stages hand each other lives in ``mlpipe.handoff``.
+"""

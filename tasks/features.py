@@ -1,105 +1,28 @@
-"""Stage: feature engineering with a scikit-learn ColumnTransformer fitted on train only.
-
-Transformation is partition-wise (:func:`transform_partition`: a frame in, a frame out), so the
-same fitted object can be mapped over Dask partitions.
-"""
+"""Stage: feature engineering, a scikit-learn ColumnTransformer fitted on the training split."""
 
 from __future__ import annotations
 
+import logging
+
 import joblib
-import numpy as np
-import pandas as pd
 from prefect import task
-from pydantic import BaseModel, ConfigDict
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from tasks.core import tracking
-from tasks.core.config import FeatureConfig
-from tasks.core.run import RunContext, logger, read_parquet, write_parquet
-from tasks.core.schema import Schema
-from tasks.split import Splits
+from mlpipe.config import FeatureConfig
+from mlpipe.data.features import fit_preprocessor
+from mlpipe.handoff import Features, RunContext, Splits
+from mlpipe.io import tracking
+from mlpipe.io.tables import read_parquet
 
-
-class Features(BaseModel):
-    """Feature matrices (Parquet) of the three splits and the fitted preprocessor."""
-
-    model_config = ConfigDict(frozen=True)
-
-    preprocessor: str
-    train: str
-    val: str
-    test: str
-    names: list[str]
-
-
-def build_preprocessor(schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
-    """An unfitted ColumnTransformer: numeric impute+scale, categorical impute+encode.
-
-    Numeric columns come first and keep their order, so for images the first
-    ``height * width`` outputs are the pixels, row-major (the CNN relies on it).
-    """
-    numeric_steps: list[tuple[str, object]] = [
-        ("impute", SimpleImputer(strategy=cfg.numeric_impute, keep_empty_features=True))
-    ]
-    scaler = cfg.scaler
-    if scaler == "auto":
-        scaler = "minmax" if schema.image_shape else "standard"
-    if scaler == "standard":
-        numeric_steps.append(("scale", StandardScaler()))
-    elif scaler == "minmax":
-        numeric_steps.append(("scale", MinMaxScaler()))
-    if cfg.categorical_encoding == "onehot":
-        encoder: object = OneHotEncoder(
-            handle_unknown="infrequent_if_exist",
-            max_categories=cfg.max_categories,
-            sparse_output=False,
-        )
-    else:
-        encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
-    categorical = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-            ("encode", encoder),
-        ]
-    )
-    transformers = []
-    if schema.numeric:
-        transformers.append(("num", Pipeline(numeric_steps), list(schema.numeric)))
-    if schema.categorical:
-        transformers.append(("cat", categorical, list(schema.categorical)))
-    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
-
-
-def fit_preprocessor(train: pd.DataFrame, schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
-    """Fit the preprocessor on the training rows only (no statistics from val/test leak in)."""
-    preprocessor = build_preprocessor(schema, cfg)
-    preprocessor.set_output(transform="pandas")
-    preprocessor.fit(train[schema.features])
-    return preprocessor
-
-
-def transform_partition(frame: pd.DataFrame, preprocessor: ColumnTransformer) -> pd.DataFrame:
-    """Transform one partition of cleaned rows into float32 features (frame in, frame out)."""
-    columns = list(preprocessor.feature_names_in_)
-    out = preprocessor.transform(frame[columns])
-    return pd.DataFrame(np.asarray(out, dtype=np.float32), columns=out.columns)
+log = logging.getLogger("mlpipe.features")
 
 
 @task(name="features")
 def build_features(splits: Splits, cfg: FeatureConfig, run: RunContext) -> Features:
-    """Fit on train, transform the three splits, write ``X_*.parquet`` and the preprocessor."""
-    schema = splits.dataset
-    preprocessor = fit_preprocessor(read_parquet(splits.train), schema, cfg)
+    """Fit the preprocessor on the training rows only and save it."""
+    preprocessor = fit_preprocessor(read_parquet(splits.train), splits.dataset, cfg)
     path = run.path("preprocessor.joblib")
     joblib.dump(preprocessor, path)
-    outputs = {}
-    for part in ("train", "val", "test"):
-        x = transform_partition(read_parquet(getattr(splits, part)), preprocessor)
-        outputs[part] = write_parquet(x, run.path(f"X_{part}.parquet"))
     names = [str(n) for n in preprocessor.get_feature_names_out()]
     tracking.log_metrics(run.run_id, {"n_features": len(names)})
-    logger("features").info("features: %d columns after encoding", len(names))
-    return Features(preprocessor=str(path), names=names, **outputs)
+    log.info("features: %d columns after encoding", len(names))
+    return Features(preprocessor=str(path), names=names)

@@ -2,106 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
 
 import numpy as np
 import pandas as pd
 from prefect import task
 
-from tasks.core import tracking
-from tasks.core.config import PromotionConfig
-from tasks.core.errors import MlpipeError
-from tasks.core.inference import Predictor
-from tasks.core.promotion import (
-    LOWER_IS_BETTER,
-    PromotionDecision,
-    check_thresholds,
-    mcnemar,
-    metric_fn,
-    paired_bootstrap,
-    slice_masks,
-    slice_results,
-)
-from tasks.core.run import RunContext, logger, read_parquet, write_parquet
-from tasks.core.smoke import run_in_fresh_process
-from tasks.evaluate import Evaluation
-from tasks.register import Registration
-from tasks.split import Splits
-from tasks.train import TrainedNetwork, encode_target
-from tasks.validate import publish_prefect_markdown
+from mlpipe.config import PromotionConfig
+from mlpipe.data.split import held_out
+from mlpipe.errors import SmokeTestError
+from mlpipe.handoff import Evaluation, Evidence, Registration, RunContext, Splits
+from mlpipe.io import tracking
+from mlpipe.io.tables import read_parquet, write_parquet
+from mlpipe.learn.promotion import ChampionEvidence, PromotionDecision, decide
+from mlpipe.orchestration import publish_markdown
+from mlpipe.registry import champion_outputs, split_spec
+from mlpipe.smoke import run_in_fresh_process
 
+log = logging.getLogger("mlpipe.promote")
 SMOKE_ROWS = 50
-
-
-class SmokeTestError(MlpipeError):
-    """The registered model could not be loaded and used in a fresh process."""
-
-
-def champion_outputs(model_name: str, rows: pd.DataFrame, classes: list[Any] | None) -> np.ndarray:
-    """The current champion's outputs on ``rows``: probabilities in ``classes`` order."""
-    import mlflow
-
-    out = mlflow.pyfunc.load_model(f"models:/{model_name}@{tracking.CHAMPION}").predict(rows)
-    if classes is None:
-        return out["prediction"].to_numpy(dtype=np.float64)
-    columns = [f"proba_{c}" for c in classes]
-    proba = np.column_stack(
-        [out[c].to_numpy(dtype=np.float64) if c in out else np.zeros(len(out)) for c in columns]
-    )
-    return proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
-
-
-def decide(
-    y: np.ndarray,
-    challenger: np.ndarray,
-    champion: np.ndarray | None,
-    champion_version: str | None,
-    masks: dict[str, np.ndarray],
-    metrics: dict[str, float],
-    metric: str,
-    n_classes: int | None,
-    cfg: PromotionConfig,
-    seed: int,
-) -> PromotionDecision:
-    """The promotion decision (pure): thresholds for a first model, evidence otherwise."""
-    fn = metric_fn(metric, n_classes)
-    higher = metric not in LOWER_IS_BETTER
-    value = fn(y, challenger)
-    if champion is None:
-        failures = check_thresholds(metrics, cfg.min_metrics)
-        if failures:
-            reason = "first version fails absolute thresholds: " + "; ".join(failures)
-        elif cfg.min_metrics:
-            reason = "first version: passes the absolute thresholds"
-        else:
-            reason = "first version: no champion and no absolute thresholds configured"
-        return PromotionDecision(promote=not failures, reason=reason, metric=metric,
-                                 challenger_value=value, thresholds=cfg.min_metrics)  # fmt: skip
-    old = fn(y, champion)
-    gain = (value - old) if higher else (old - value)
-    if cfg.test == "mcnemar" and metric == "accuracy" and n_classes:
-        test = mcnemar(y, challenger, champion, alpha=1 - cfg.confidence)
-    else:
-        test = paired_bootstrap(y, challenger, champion, fn, higher, resamples=cfg.resamples,
-                                seed=seed, level=cfg.confidence)  # fmt: skip
-    slices = slice_results(y, challenger, champion, masks, fn, higher, cfg.slice_tolerance)
-    worse = [s.slice for s in slices if s.worse]
-    reasons = []
-    if gain < cfg.margin or gain <= 0:
-        reasons.append(f"{metric} gain {gain:+.4f} is below the margin {cfg.margin}")
-    if not test.supports:
-        reasons.append(f"the {test.method} does not support an improvement")
-    if worse:
-        reasons.append(f"slices worse by more than {cfg.slice_tolerance}: {', '.join(worse)}")
-    promote = not reasons
-    reason = (
-        f"better than champion v{champion_version}: {metric} {value:.4f} vs {old:.4f}, "
-        f"{test.method} supports it, no slice worse than {cfg.slice_tolerance}"
-        if promote else "not promoted: " + "; ".join(reasons)
-    )  # fmt: skip
-    return PromotionDecision(promote=promote, reason=reason, metric=metric, challenger_value=value,
-                             champion_value=old, champion_version=champion_version,
-                             margin=cfg.margin, test=test, slices=slices)  # fmt: skip
+# Re-judge at most this often when other runs keep moving the alias meanwhile.
+MAX_ATTEMPTS = 3
 
 
 @task(name="smoke-test")
@@ -109,54 +30,130 @@ def smoke_test(registration: Registration, splits: Splits, run: RunContext) -> s
     """Load the version by its ``models:/`` URI in a fresh process and score sample rows."""
     test = read_parquet(splits.test)
     rows = pd.concat(
-        [read_parquet(registration.input_example),
-         test[splits.dataset.features].head(SMOKE_ROWS)], ignore_index=True,
-    )  # fmt: skip
+        [read_parquet(registration.input_example), test[splits.dataset.features].head(SMOKE_ROWS)],
+        ignore_index=True,
+    )
     path = write_parquet(rows, run.path("smoke_rows.parquet"))
-    ok, detail = run_in_fresh_process(registration.model_uri, path, run.tracking_uri)
+    ok, detail = run_in_fresh_process(registration.model_uri, path, tracking.current_uri())
+    name, version = registration.model_name, registration.version
     if not ok:
-        tracking.set_version_tags(registration.model_name, registration.version, {
-            "mlpipe.decision": "failed", "mlpipe.decision.reason": f"smoke test: {detail[-500:]}",
-        })  # fmt: skip
-        raise SmokeTestError(
-            f"{registration.model_uri} failed to load and predict in a fresh process: "
-            + detail.splitlines()[-1][:300]
+        reason = f"smoke test failed: {detail.splitlines()[-1][:300] if detail else 'no output'}"
+        tracking.set_version_tags(
+            name,
+            version,
+            {
+                "mlpipe.decision": "failed",
+                "mlpipe.decision.reason": reason,
+                tracking.ELIGIBLE_TAG: "false",
+                tracking.ELIGIBLE_REASON_TAG: reason[:500],
+            },
         )
-    logger("promote").info("smoke test passed in a fresh process: %s", detail)
+        raise SmokeTestError(
+            f"{registration.model_uri} failed to load and predict in a fresh "
+            f"process: {reason.removeprefix('smoke test failed: ')}"
+        )
+    tracking.set_version_tags(name, version, {"mlpipe.smoke": "passed"})
+    log.info("smoke test passed in a fresh process: %s", detail)
     return detail
+
+
+def _champion_evidence(
+    name: str,
+    current: tracking.Champion,
+    test: pd.DataFrame,
+    features: list[str],
+    classes: list | None,
+) -> ChampionEvidence:
+    """The champion's outputs on the challenger's test rows that it held out too."""
+    spec = split_spec(current.tags)
+    shared = np.zeros(len(test), dtype=bool)
+    if spec is not None and all(c in test.columns for c in spec.columns):
+        shared = held_out(test, spec)
+    outputs = None
+    if shared.any():
+        rows = test.loc[shared, features]
+        outputs = champion_outputs(f"models:/{name}/{current.version}", rows, classes)
+    return ChampionEvidence(version=current.version, shared=shared, outputs=outputs)
 
 
 @task(name="promote")
 def promote_model(
     registration: Registration,
-    network: TrainedNetwork,
     evaluation: Evaluation,
     splits: Splits,
     cfg: PromotionConfig,
     seed: int,
     run: RunContext,
 ) -> PromotionDecision:
-    """Score challenger and champion on the same test rows; move `champion` only on evidence."""
-    schema = splits.dataset
+    """Judge the version; move `champion` by compare-and-set, re-judging if it moved meanwhile."""
+    name, version = registration.model_name, registration.version
+    evidence = Evidence.load(evaluation.evidence)
     test = read_parquet(splits.test)
-    y = encode_target(test[schema.target], splits.classes)
-    predictor = Predictor.load(network.path)
-    challenger = predictor.raw_outputs(predictor.features(test))
-    current = tracking.champion(registration.model_name)
-    champion = None
-    if current is not None and current.version != registration.version:
-        champion = champion_outputs(registration.model_name, test[schema.features], splits.classes)
-    columns = [s for s in cfg.slices if s != "class"]
-    masks = slice_masks(test, y, splits.classes if "class" in cfg.slices else None, columns)
+    n_classes = len(splits.classes) if splits.classes else None
     metric = evaluation.primary_metric.removeprefix("test_")
-    decision = decide(
-        y, challenger, champion, current.version if current else None, masks,
-        evaluation.metrics, metric, len(splits.classes) if splits.classes else None, cfg, seed,
-    )  # fmt: skip
+    decision: PromotionDecision | None = None
+    for _ in range(MAX_ATTEMPTS):
+        current = tracking.champion(name)
+        if current is not None and current.version == version:
+            current = None
+        champion = None
+        if current is not None:
+            champion = _champion_evidence(
+                name, current, test, splits.dataset.features, splits.classes
+            )
+        decision = decide(
+            evidence.y,
+            evidence.outputs["network"],
+            trivial=evidence.outputs["trivial"],
+            baseline=evidence.outputs.get("baseline"),
+            baseline_kind=evaluation.baseline_kind,
+            champion=champion,
+            masks=evidence.masks,
+            metrics=evaluation.metrics,
+            metric=metric,
+            n_classes=n_classes,
+            cfg=cfg,
+            seed=seed,
+        )
+        if not decision.promote:
+            break
+        expected = current.version if current is not None else None
+        moved = tracking.move_alias(
+            name,
+            version,
+            decision.reason,
+            run_id=run.run_id,
+            expected=expected,
+            compared_with=expected,
+        )
+        if moved is not None:
+            break
+        log.info("champion of %s changed while v%s was judged: judging again", name, version)
+    else:
+        assert decision is not None
+        decision = decision.model_copy(
+            update={
+                "promote": False,
+                "reason": f"not promoted: the champion changed {MAX_ATTEMPTS} times while this "
+                "version was judged",
+            }
+        )
+    assert decision is not None
+    _record(decision, registration, run)
+    return decision
+
+
+def _record(decision: PromotionDecision, registration: Registration, run: RunContext) -> None:
+    """Decision and eligibility as version tags, run tags, an artifact and a Prefect artifact."""
     name, version = registration.model_name, registration.version
     tags = {
         "mlpipe.decision": "promoted" if decision.promote else "not promoted",
         "mlpipe.decision.reason": decision.reason[:5000],
+        "mlpipe.decision.compared_with": decision.champion_version or "none",
+        tracking.ELIGIBLE_TAG: "true" if decision.eligible else "false",
+        tracking.ELIGIBLE_REASON_TAG: (
+            "smoke test and gate passed" if decision.eligible else decision.reason[:500]
+        ),
     }
     if decision.test is not None:
         tags["mlpipe.decision.test"] = decision.test.method
@@ -170,8 +167,5 @@ def promote_model(
     tracking.set_version_tags(name, version, tags)
     tracking.set_tags(run.run_id, {k: v for k, v in tags.items() if k != "mlpipe.decision.reason"})
     tracking.log_dict(run.run_id, decision.model_dump(mode="json"), "registry/decision.json")
-    publish_prefect_markdown(decision.markdown(), f"promotion-{name}")
-    if decision.promote:
-        tracking.move_alias(name, version, decision.reason, run.run_id)
-    logger("promote").info("%s v%s: %s", name, version, decision.reason)
-    return decision
+    publish_markdown(decision.markdown(), f"promotion-{name}", "mlpipe promotion decision")
+    log.info("%s v%s: %s", name, version, decision.reason)

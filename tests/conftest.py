@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from flows.runtime import configure_environment
+from mlpipe.runtime import configure_environment
 from tests.helpers import make_mixed_frame
 
 configure_environment()
+# Prefect binds its console log handler to sys.stderr when first imported. Import it now, under
+# pytest's session-long capture, not inside a test whose captured stream closes after it.
+import prefect  # noqa: E402, F401
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +30,27 @@ def isolated_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def repair_log_streams() -> Iterator[None]:
+    """Point log handlers left on a test's (now closed) capture stream back to stderr.
+
+    Libraries bind console handlers to ``sys.stderr`` when they configure logging; when that
+    happens inside a test, the stream is pytest's per-test capture, closed afterwards, and a
+    later record fails (Prefect's rich handler then recurses). A real process never closes
+    stderr; this only keeps many in-process CLI runs in one test session honest.
+    """
+    yield
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            stream = getattr(handler, "stream", None)
+            if stream is not None and getattr(stream, "closed", False):
+                handler.stream = sys.stderr  # type: ignore[attr-defined]
+            console = getattr(handler, "console", None)
+            if console is not None and getattr(console.file, "closed", False):
+                console.file = sys.stderr
 
 
 @pytest.fixture(scope="session")

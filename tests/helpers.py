@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -53,3 +58,31 @@ def make_shop_year(
             "spend": spend.round(2),
         }
     )
+
+
+def train_into(folder: Path, configs: list[dict[str, Any]]) -> None:
+    """Run the training flow once per config with MLflow pointed at ``folder`` (a store to copy).
+
+    Needs a Prefect API (the session's harness). The store's artifact folder stays in ``folder``,
+    so copies of ``mlflow.db`` keep reading the trained models from there.
+    """
+    from flows.training import training
+    from mlpipe.config import build_config
+
+    old_cwd, old_uri = os.getcwd(), os.environ.get("MLFLOW_TRACKING_URI")
+    os.chdir(folder)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+    try:
+        for config in configs:
+            training(build_config(config))
+    finally:
+        os.chdir(old_cwd)
+        if old_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_uri
+
+
+def use_store(store: Path, workdir: Path) -> None:
+    """Copy a trained store's database into a test's working directory."""
+    shutil.copy(store / "mlflow.db", workdir / "mlflow.db")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.servers import mlflow_command, prefect_command, wait_healthy
+from mlpipe.servers import mlflow_command, prefect_command, wait_healthy
 from tests.integration.stack import free_port, start, stop, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -41,9 +41,12 @@ def browser() -> Iterator[object]:
 @pytest.mark.usefixtures("prefect_harness")
 def test_mlflow_ui_shows_run_metrics_and_champion(browser, isolated_workdir: Path):
     from flows.training import training
-    from tasks.core.config import build_config
+    from mlpipe.config import build_config
 
-    config = {"dataset": {"source": "penguins"}, "train": {"max_epochs": 5, "hidden_layers": [16]}}
+    config = {
+        "dataset": {"source": "penguins"},
+        "train": {"max_epochs": 15, "hidden_layers": [16], "learning_rate": 0.01},
+    }
     result = training(build_config(config))
     port = free_port()
     cmd, env = mlflow_command("127.0.0.1", port, f"sqlite:///{isolated_workdir / 'mlflow.db'}",
@@ -86,7 +89,7 @@ def test_prefect_ui_shows_deployment_and_schedule(browser, tmp_path: Path):
     try:
         api = f"http://127.0.0.1:{port}/api"
         assert wait_healthy(f"{api}/health", 180), (tmp_path / "prefect.log").read_text()[-3000:]
-        deploy = start([sys.executable, "-m", "flows.cli", "deploy", "--dataset", "penguins",
+        deploy = start([sys.executable, "-m", "mlpipe", "deploy", "--dataset", "penguins",
                         "--set", "schedule.cron=0 2 * * *"],
                        {**base, "PREFECT_API_URL": api}, tmp_path / "deploy.log")  # fmt: skip
         import json

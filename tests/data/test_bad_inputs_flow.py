@@ -9,24 +9,40 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.training import training
-from tasks.core.config import build_config
-from tasks.core.errors import DataError
+from mlpipe.config import build_config
+from mlpipe.errors import DataError, TrainingError
 from tests.helpers import make_mixed_frame
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
-FAST = {"train": {"max_epochs": 3, "hidden_layers": [8]}}
+FAST = {"train": {"max_epochs": 10, "hidden_layers": [8], "learning_rate": 0.01}}
 
 
-def test_all_rows_duplicated_fails_after_cleaning(isolated_workdir: Path):
+def nothing_registered(workdir: Path) -> None:
+    assert MlflowClient().search_registered_models() == []
+    assert list((workdir / "runs").iterdir()) == [], "run directory removed"
+    runs = MlflowClient().search_runs(["1"]) if (workdir / "mlflow.db").exists() else []
+    assert all(r.info.status == "FAILED" for r in runs), "no run left RUNNING"
+
+
+def test_all_rows_duplicated_fails_on_the_drop_rate(isolated_workdir: Path):
     path = isolated_workdir / "dupes.csv"
     row = make_mixed_frame(n=1).assign(label="high")
     pd.concat([row] * 30 + [row.assign(label="low")] * 30).to_csv(path, index=False)
     config = build_config({"dataset": {"source": str(path), "target": "label"}, **FAST})
-    with pytest.raises(DataError, match=r"only 2 of 60 rows left after cleaning"):
+    with pytest.raises(DataError, match=r"cleaning dropped 58 of 60 rows .*duplicate 58"):
         training(config)
-    assert MlflowClient().search_registered_models() == []
-    assert list((isolated_workdir / "runs").iterdir()) == [], "run directory removed"
+    nothing_registered(isolated_workdir)
+
+
+def test_a_diverging_network_fails_before_registration(isolated_workdir: Path):
+    path = isolated_workdir / "data.csv"
+    make_mixed_frame(n=300).to_csv(path, index=False)
+    config = build_config({"dataset": {"source": str(path), "target": "label"},
+                           "train": {"learning_rate": 1e12, "max_epochs": 5}})  # fmt: skip
+    with pytest.raises(TrainingError, match="training diverged"):
+        training(config)
+    nothing_registered(isolated_workdir)
 
 
 def test_unicode_column_names_survive_the_whole_flow(isolated_workdir: Path):

@@ -13,20 +13,26 @@ import pytest
 from mlflow import MlflowClient
 from palmerpenguins import load_penguins
 
-from flows.cli import main
-from flows.training import training
-from tasks.core.config import build_config
+from mlpipe.cli import main
+from tests.helpers import train_into, use_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 NAME = "mlpipe-penguins"
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Path:
+    folder = tmp_path_factory.mktemp("store")
+    train = {"max_epochs": 20, "hidden_layers": [32], "learning_rate": 0.01}
+    train_into(folder, [{"dataset": {"source": "penguins"}, "train": train}])
+    return folder
+
+
 @pytest.fixture
-def trained(isolated_workdir: Path) -> Path:
-    config = build_config({"dataset": {"source": "penguins"},
-                           "train": {"max_epochs": 20, "hidden_layers": [32]}})  # fmt: skip
-    assert training(config).promoted
+def trained(store: Path, isolated_workdir: Path) -> Path:
+    use_store(store, isolated_workdir)
+    assert str(MlflowClient().get_model_version_by_alias(NAME, "champion").version) == "1"
     raw = load_penguins().drop(columns=["species"])
     raw.loc[5, "island"] = "Atlantis"  # one row the suite quarantines
     path = isolated_workdir / "raw.csv"
@@ -35,6 +41,7 @@ def trained(isolated_workdir: Path) -> Path:
 
 
 def pyfunc_in_fresh_process(rows_csv: Path, workdir: Path) -> pd.DataFrame:
+    (workdir / "elsewhere").mkdir(exist_ok=True)
     code = (
         "import sys, mlflow, pandas as pd\n"
         f"rows = pd.read_csv({str(rows_csv)!r})\n"
@@ -42,7 +49,7 @@ def pyfunc_in_fresh_process(rows_csv: Path, workdir: Path) -> pd.DataFrame:
         "print(out.to_json(orient='split', double_precision=15))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=workdir / "runs")  # fmt: skip
+                          cwd=workdir / "elsewhere")  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     return pd.read_json(io.StringIO(done.stdout.strip().splitlines()[-1]), orient="split")
 

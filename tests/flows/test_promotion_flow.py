@@ -7,40 +7,43 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from flows.cli import main
 from flows.training import training
-from tasks.core import tracking
-from tasks.core.config import build_config
+from mlpipe.cli import main
+from mlpipe.config import build_config
+from mlpipe.io import tracking
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 NAME = "mlpipe-penguins"
 
 
-def run(epochs: int, hidden: list[int]):
+def run(epochs: int, hidden: list[int], **train: object):
     config = build_config(
         {
             "dataset": {"source": "penguins"},
-            "train": {"max_epochs": epochs, "hidden_layers": hidden},
+            # No baseline here: this test is about challenger vs champion.
+            "train": {"max_epochs": epochs, "hidden_layers": hidden, "baseline": "none",
+                      **train},
         }
-    )
+    )  # fmt: skip
     return training(config)
 
 
 def test_promotion_on_evidence_history_and_rollback(isolated_workdir: Path, capsys):
     client = MlflowClient()
-    weak = run(1, [4])
-    assert weak.promoted and weak.version == "1", "a first model with no thresholds is promoted"
+    weak = run(2, [4], learning_rate=0.01)
+    assert weak.promoted and weak.version == "1", weak.reason
 
-    strong = run(40, [64, 32])
+    strong = run(30, [64, 32], learning_rate=0.01)
     assert strong.promoted, strong.reason
     v2 = client.get_model_version(NAME, "2")
     assert v2.tags["mlpipe.decision"] == "promoted"
+    assert v2.tags["mlpipe.decision.compared_with"] == "1"
     assert v2.tags["mlpipe.decision.test"].startswith("paired bootstrap")
     low, high = (float(x) for x in v2.tags["mlpipe.decision.ci"].strip("[]").split(","))
     assert 0 < low <= high, "the recorded interval excludes zero"
 
-    worse = run(1, [4])
+    worse = run(2, [4], learning_rate=0.01)
     assert not worse.promoted
     v3 = client.get_model_version(NAME, "3")
     assert v3.tags["mlpipe.decision"] == "not promoted"
@@ -53,21 +56,41 @@ def test_promotion_on_evidence_history_and_rollback(isolated_workdir: Path, caps
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
     history = tracking.alias_history(NAME)
     assert [(m["from"], m["to"]) for m in history] == [(None, "1"), ("1", "2"), ("2", "1")]
+    assert [m["compared_with"] for m in history] == [None, "1", None], "each move names it"
     assert history[1]["run_id"] == strong.run_id
     assert history[2]["reason"] == "rollback: v2 misbehaves in production"
 
     assert main(["models", "--model", NAME]) == 0
     listing = capsys.readouterr().out
     assert "champion: v2 -> v1  (rollback: v2 misbehaves in production)" in listing
+    assert "champion: v1 -> v2, compared with v1" in listing
     assert main(["rollback", "--model", NAME, "--to", "9"]) == 1
     assert "has no version 9" in capsys.readouterr().err
 
 
-def test_first_model_below_absolute_thresholds_is_not_promoted(isolated_workdir: Path):
-    config = build_config(
-        {"dataset": {"source": "penguins"}, "train": {"max_epochs": 1, "hidden_layers": [4]},
+def test_unsound_first_versions_are_registered_not_promoted(isolated_workdir: Path, capsys):
+    constant = build_config(
+        {"dataset": {"source": "penguins"},
+         "train": {"max_epochs": 1, "hidden_layers": [1], "learning_rate": 1e-6}}
+    )  # fmt: skip
+    result = training(constant)
+    assert not result.promoted and not result.eligible, result.reason
+    assert "trivial predictor" in result.reason or "baseline" in result.reason
+    assert tracking.champion(NAME) is None
+    v1 = MlflowClient().get_model_version(NAME, "1")
+    assert v1.tags["mlpipe.eligible"] == "false"
+
+    good = build_config(
+        {"dataset": {"source": "penguins"},
+         "train": {"max_epochs": 1, "hidden_layers": [4], "baseline": "none"},
          "promotion": {"min_metrics": {"accuracy": 0.99}}}
     )  # fmt: skip
-    result = training(config)
-    assert not result.promoted and "fails absolute thresholds" in result.reason
+    result = training(good)
+    assert not result.promoted and "accuracy" in result.reason and "< 0.99" in result.reason
     assert tracking.champion(NAME) is None
+
+    # An ineligible version cannot be made champion by hand without --force and --reason.
+    capsys.readouterr()
+    assert main(["rollback", "--model", NAME, "--to", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "has no champion to roll back" in err

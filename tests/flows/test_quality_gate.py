@@ -11,9 +11,9 @@ from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 
 from flows.training import training
-from tasks.core.config import build_config
-from tasks.core.errors import DataValidationError
-from tasks.validate import REASONS_COLUMN
+from mlpipe.config import build_config
+from mlpipe.errors import DataValidationError
+from mlpipe.quality.gate import REASONS_COLUMN
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -36,7 +36,7 @@ def config_for(path: Path):
         {
             # name=penguins: the penguins suite applies to this file.
             "dataset": {"source": str(path), "name": "penguins", "target": "species"},
-            "train": {"max_epochs": 5, "hidden_layers": [16]},
+            "train": {"max_epochs": 10, "hidden_layers": [16], "learning_rate": 0.01},
         }
     )
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tasks.core.servers import mlflow_command, prefect_command, wait_healthy
+from mlpipe.servers import mlflow_command, prefect_command, wait_healthy
 from tests.integration.stack import PG, Stack, free_port, psql, start, stop
 
 

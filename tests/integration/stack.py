@@ -68,7 +68,7 @@ class Stack:
 
 
 def mlpipe(stack: Stack, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "flows.cli", *args]
+    command = [sys.executable, "-m", "mlpipe", *args]
     return subprocess.run(command, env=stack.env, cwd=stack.workdir, capture_output=True,
                           text=True, timeout=timeout)  # fmt: skip
 

@@ -14,8 +14,9 @@ from tests.integration.stack import Stack, http_json, mlpipe, stop, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SHOP = ["--set", "dataset.name=shop", "--set", "dataset.target=spend",
-        "--set", "dataset.ignore=[year]", "--set", "train.max_epochs=5",
-        "--set", "train.hidden_layers=[16]"]  # fmt: skip
+        "--set", "dataset.ignore=[year]", "--set", "train.max_epochs=10",
+        "--set", "train.hidden_layers=[16]", "--set", "train.learning_rate=0.01",
+        "--set", "train.baseline=none"]  # fmt: skip
 
 
 def test_deploy_retrain_schedule_and_drift_trigger(stack: Stack):
@@ -26,7 +27,7 @@ def test_deploy_retrain_schedule_and_drift_trigger(stack: Stack):
 
     # Given `mlpipe deploy` serving with a one-minute cron and a monitoring deployment.
     deploy = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "deploy", "--data", str(first_year), *SHOP,
+        [sys.executable, "-m", "mlpipe", "deploy", "--data", str(first_year), *SHOP,
          "--set", "schedule.cron='* * * * *'", "--set", "schedule.cooldown_minutes=60"],
         env=stack.env, cwd=stack.workdir, stdout=(stack.workdir / "deploy.log").open("wb"),
         stderr=subprocess.STDOUT, start_new_session=True,
@@ -86,7 +87,7 @@ def run_state(stack: Stack, run_id: str) -> str:
 
 
 def test_cli_refuses_deploy_without_a_server(tmp_path, monkeypatch, capsys):
-    from flows.cli import main
+    from mlpipe.cli import main
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     assert main(["deploy", "--dataset", "penguins"]) == 1

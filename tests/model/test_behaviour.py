@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import DatasetSpec
-from tasks.core.datasets import load_source
+from mlpipe.config import DatasetSpec
+from mlpipe.data.datasets import load_source
 from tests.helpers import make_mixed_frame
 
 pytestmark = pytest.mark.slow

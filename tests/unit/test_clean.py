@@ -1,9 +1,11 @@
 import numpy as np
 import pandas as pd
+import pytest
 
-from tasks.clean import CleanStats, clean_partition
-from tasks.core.config import CleanConfig
-from tasks.core.schema import Schema
+from mlpipe.config import CleanConfig
+from mlpipe.data.clean import CleanStats, check_drop_rate, clean_partition
+from mlpipe.errors import DataError
+from mlpipe.serving.schema import Schema
 
 SCHEMA = Schema(name="t", target="y", task="binary", numeric=["x"], categorical=["c"])
 
@@ -60,3 +62,17 @@ def test_stats_metrics_are_flat():
         "clean_rows_kept": 2,
         "clean_dropped_duplicate": 1,
     }
+
+
+def test_cleaning_that_drops_too_much_fails_naming_the_reasons():
+    stats = CleanStats(rows_in=100, rows_kept=60, dropped={"duplicate": 35, "missing_target": 5})
+    check_drop_rate(stats, 0.5)
+    with pytest.raises(DataError, match=r"dropped 40 of 100 rows \(40\.0% > .*duplicate 35"):
+        check_drop_rate(stats, 0.2)
+
+
+def test_extra_columns_are_carried_through():
+    out, _ = clean_partition(
+        frame().assign(key=list("abcdefg")), SCHEMA, CleanConfig(), keep=["key"]
+    )
+    assert "key" in out.columns and out["key"].tolist() == ["a", "c", "d", "f", "g"]

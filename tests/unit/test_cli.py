@@ -7,13 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.cli import main
+from mlpipe.cli import main
 from tests.helpers import make_mixed_frame
 
 
 def test_help_is_instant_and_imports_nothing_heavy():
     code = (
-        "import sys, flows.cli\n"
+        "import sys, mlpipe.cli\n"
         "heavy = [m for m in ('torch', 'prefect', 'mlflow', 'great_expectations', 'sklearn')"
         " if m in sys.modules]\n"
         "print(heavy)"
@@ -22,7 +22,7 @@ def test_help_is_instant_and_imports_nothing_heavy():
     assert out.stdout.strip() == "[]"
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "mlpipe", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "train" in done.stdout
     assert time.perf_counter() - started < 10, "generous bound: only catches eager heavy imports"

@@ -1,16 +1,17 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from tasks.core.config import Config, apply_overrides, build_config, flatten, load_config
-from tasks.core.errors import ConfigError
+from mlpipe.config import Config, apply_overrides, build_config, flatten, load_config
+from mlpipe.errors import ConfigError
 
 
 def test_defaults_are_valid_and_frozen():
     config = build_config()
     assert config.train.hidden_layers == [256, 128], "founding MLP is 256-128"
     assert config.dataset.source == "digits"
-    with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError on frozen
+    with pytest.raises(ValidationError, match="frozen"):
         config.seed = 3  # type: ignore[misc]
 
 
@@ -73,3 +74,43 @@ def test_flatten_gives_dotted_string_params():
     assert flat["dataset.target"] == "null"
     assert flat["clean.missing"] == "{}"
     assert all(isinstance(v, str) for v in flat.values())
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("seed=-1", "config key 'seed'"),
+        ("seed=99999999999", "config key 'seed'"),
+        ("train.hidden_layers=[0]", "config key 'train.hidden_layers.0'"),
+        ("train.hidden_layers=[64, -2]", "config key 'train.hidden_layers.1'"),
+        ("dataset.name=../../etc/passwd", "no path separators"),
+        ("tracking.model_name=a/b", "tracking.model_name"),
+        ("dataset.encoding=klingon", "unknown text encoding"),
+        ("clean.max_drop_rate=2", "config key 'clean.max_drop_rate'"),
+        ("split.stratify=true", "unknown config key 'split.stratify'"),
+    ],
+)
+def test_invalid_values_name_the_key(override: str, message: str):
+    with pytest.raises(ConfigError, match=message):
+        build_config(overrides=[override])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:SENTINEL@db/mlflow",
+        "postgresql://:SENTINEL@db/mlflow",
+        "postgresql://u:SENTINEL@h1:5432,h2:5433/mlflow",
+        "postgresql://db/mlflow?password=SENTINEL",
+    ],
+)
+def test_a_password_in_the_config_is_refused(url: str):
+    with pytest.raises(ConfigError, match="holds a password") as err:
+        build_config(overrides=[f"tracking.uri={url}"])
+    assert "SENTINEL" not in str(err.value)
+
+
+def test_safe_dump_and_flatten_redact():
+    config = build_config(overrides=["tracking.uri=postgresql://u@db/mlflow"])
+    assert config.safe_dump()["tracking"]["uri"] == "postgresql://u@db/mlflow"
+    assert flatten(config)["tracking.uri"] == "postgresql://u@db/mlflow"

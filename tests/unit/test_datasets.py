@@ -3,9 +3,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.core.config import DatasetSpec
-from tasks.core.datasets import BUILTINS, dataset_name, load_source, read_table
-from tasks.core.errors import DataError
+from mlpipe.config import DatasetSpec
+from mlpipe.data.datasets import BUILTINS, dataset_name, load_source
+from mlpipe.errors import DataError
+from mlpipe.io.tables import read_table
 
 
 @pytest.mark.parametrize("name", sorted(BUILTINS))
@@ -50,11 +51,13 @@ def test_read_csv_and_parquet_roundtrip(tmp_path: Path):
     [
         ("empty.csv", b"", "empty"),
         ("header.csv", b"a,b,c\n", "no rows"),
-        ("latin1.csv", "a,b\nzürich,1\n".encode("latin-1"), "not UTF-8"),
         ("dupes.csv", b"a,b,a\n1,2,3\n", "duplicate column names.*a"),
         ("garbage.csv", b"\x00\x01\x02binary\x00\n\x00", "binary|not UTF-8|cannot parse"),
         ("trunc.parquet", b"PAR1\x00\x00garbage", "cannot read .* as Parquet"),
-        ("table.xlsx", b"whatever", "unsupported data file type"),
+        ("table.xlsx", b"whatever", "unsupported file type"),
+        ("repeated.csv", b"a,b\n1,x\n2,y\na,b\n3,z\n", "repeat the header"),
+        ("noheader.csv", b"\n1,2\n", "no header line"),
+        ("ragged.csv", b"a,b\n1,2\n3,4,5,6\n", "cannot parse"),
     ],
 )
 def test_bad_files_get_one_clear_error(tmp_path: Path, name: str, content: bytes, message: str):
@@ -67,3 +70,64 @@ def test_bad_files_get_one_clear_error(tmp_path: Path, name: str, content: bytes
 def test_missing_file(tmp_path: Path):
     with pytest.raises(DataError, match="not found"):
         read_table(tmp_path / "missing.csv")
+
+
+def test_unreadable_file_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import os
+
+    path = tmp_path / "secret.csv"
+    path.write_text("a,b\n1,2\n")
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root reads a mode-000 file: make the check see what others do
+        monkeypatch.setattr(os, "access", lambda p, mode: False)
+    with pytest.raises(DataError, match="permission denied"):
+        read_table(path)
+
+
+def test_windows_1252_file_is_read_with_a_warning(tmp_path: Path, caplog):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("city;n\nZürich;1\nMünchen;2\n".encode("cp1252"))
+    frame = read_table(path)
+    assert frame["city"].tolist() == ["Zürich", "München"]
+    assert "Windows-1252" in caplog.text
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_byte_order_marks_are_honoured(tmp_path: Path, encoding: str):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("name,n\nÅsa,1\nBo,2\n".encode(encoding))
+    frame = read_table(path)
+    assert list(frame.columns) == ["name", "n"] and frame["name"].tolist() == ["Åsa", "Bo"]
+
+
+def test_decimal_commas_in_a_semicolon_file_are_numbers(tmp_path: Path):
+    path = tmp_path / "eu.csv"
+    path.write_text("price;weight;label\n1.234,5;0,75;a\n12,0;1,5;b\n3,25;2,0;a\n")
+    frame = read_table(path)
+    assert frame["price"].tolist() == [1234.5, 12.0, 3.25]
+    assert frame["weight"].dtype == "float64"
+
+
+def test_quoted_decimal_commas_in_a_comma_file_are_named(tmp_path: Path, caplog):
+    path = tmp_path / "us.csv"
+    path.write_text('price,label\n"1,5",a\n"2,5",b\n')
+    frame = read_table(path)
+    assert frame["price"].tolist() == ["1,5", "2,5"], "ambiguous: 1,500 or 1.5 - left as text"
+    assert "price" in caplog.text and "decimal comma" in caplog.text
+
+
+def test_nested_parquet_columns_become_json_text(tmp_path: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "nested.parquet"
+    table = pa.table({"tags": [["a", "b"], [], None], "y": [1, 0, 1]})
+    pq.write_table(table, path)
+    frame = read_table(path)
+    assert frame["tags"].tolist()[:2] == ['["a", "b"]', "[]"] and pd.isna(frame["tags"][2])
+
+
+def test_a_stored_parquet_index_becomes_a_column(tmp_path: Path):
+    path = tmp_path / "indexed.parquet"
+    pd.DataFrame({"x": [1.0, 2.0]}, index=pd.Index([7, 9], name="customer")).to_parquet(path)
+    assert list(read_table(path).columns) == ["customer", "x"]

@@ -103,3 +103,27 @@ def test_hadolint_passes():
     done = subprocess.run([str(hadolint), str(DOCKER / "Dockerfile")], capture_output=True,
                           text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_service_runs_under_an_init_process():
+    for name, service in SERVICES.items():
+        assert service.get("init") is True, f"{name}: signals and zombies need an init (tini)"
+
+
+def test_application_files_are_not_writable_by_the_runtime_user():
+    chowned = re.findall(r"chown\s+\S+\s+(.+)", DOCKERFILE)
+    assert chowned, "the /data folders are handed to the runtime user"
+    assert all(path.startswith("/data") for line in chowned for path in line.split()), chowned
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out_of_the_image():
+    ignored = (DOCKER.parent / ".dockerignore").read_text().split()
+    for entry in (".git", ".venv", "docker/.env", ".env", "mlflow.db*", "mlruns", "runs"):
+        assert entry in ignored, entry
+
+
+def test_no_secret_on_a_command_line():
+    for name, service in SERVICES.items():
+        command = " ".join(map(str, service.get("command") or []))
+        assert not re.search(r"://[^:/@\s]*:[^@\s]+@", command), f"{name}: password in argv"
+        assert "PASSWORD" not in command, f"{name}: password variable in argv"

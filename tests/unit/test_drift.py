@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.drift import Profile, build_profile, compare
-from tasks.core.schema import Schema
+from mlpipe.learn.drift import Profile, build_profile, compare
+from mlpipe.serving.schema import Schema
 
 SCHEMA = Schema(
     name="shop", target="y", task="regression",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.core import fastcheck, gx
+from mlpipe.quality import fastcheck, gx
 
 FLOATS = st.one_of(
     st.integers(-10, 10).map(float),  # exact bounds, where strict/non-strict differ

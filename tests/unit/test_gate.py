@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.fastcheck import evaluate
-from tasks.core.report import render_html, render_markdown
-from tasks.validate import REASONS_COLUMN, apply_gate, failure_message
+from mlpipe.quality.fastcheck import evaluate
+from mlpipe.quality.gate import REASONS_COLUMN, apply_gate, failure_message
+from mlpipe.reports.validation import render_html, render_markdown
 
 
 def suite() -> dict:
@@ -81,3 +81,41 @@ def test_reports_are_self_contained():
     assert "<style>" in page and "quarantined" in page and "column_values_to_be_between:x" in page
     markdown = render_markdown(report, outcome)
     assert "| `column_values_to_be_between:x` | 1 |" in markdown
+
+
+def mostly_suite(mostly: float) -> dict:
+    return {"name": "batch", "expectations": [
+        {"type": "expect_column_values_to_not_be_null",
+         "kwargs": {"column": "x", "mostly": mostly}, "meta": {"severity": "critical"}},
+    ]}  # fmt: skip
+
+
+def batch(n: int, missing: int) -> pd.DataFrame:
+    data = frame(n)
+    data.loc[: missing - 1, "x"] = np.nan
+    return data
+
+
+def test_one_missing_value_in_a_small_batch_does_not_stop_it():
+    from mlpipe.quality.gate import MostlyTally, with_mostly
+
+    data = batch(20, 1)  # 5% missing where mostly=0.98 allows 2%: exact rule fails...
+    report = evaluate(data, mostly_suite(0.98))
+    _, _, exact = apply_gate(data, report, 0.05)
+    assert not exact.passed, "...training data is judged exactly"
+    tally = MostlyTally(alpha=0.01)
+    _, _, outcome = apply_gate(data, report, 0.05, tally)
+    assert with_mostly(outcome, tally).passed, "one in 20 is no evidence of a rise above 2%"
+
+
+def test_a_real_rise_in_missing_values_stops_a_batch_even_split_in_chunks():
+    from mlpipe.quality.gate import MostlyTally, with_mostly
+
+    tally = MostlyTally(alpha=0.01)
+    for _ in range(5):  # 5 chunks of 200 rows, 10% missing each: far above 2%
+        chunk = batch(200, 20)
+        _, _, outcome = apply_gate(chunk, evaluate(chunk, mostly_suite(0.98)), 1.0, tally)
+        assert outcome.passed, "chunks are not judged one by one"
+    judged = with_mostly(outcome, tally)
+    assert not judged.passed and "100 of 1000 rows fail" in judged.mostly_failures[0]
+    assert "binomial" in failure_message(evaluate(chunk, mostly_suite(0.98)), judged)

@@ -1,30 +1,55 @@
 import datetime as dt
 
-from tasks.core.config import build_config, flatten
-from tasks.core.servers import mlflow_command, prefect_command, redact
+import pytest
+
+from mlpipe.config import build_config
+from mlpipe.errors import ConfigError
+from mlpipe.secrets import has_secret, redact, redact_obj
+from mlpipe.servers import mlflow_command, no_secret_in_argv, prefect_command
 from tasks.monitor import cooldown_blocks
 
 
-def test_redact_hides_passwords_only():
-    assert redact("postgresql://app:s3cret@db:5432/x") == "postgresql://app:***@db:5432/x"
-    assert redact("postgresql://app@db/x") == "postgresql://app@db/x"
-    assert redact("sqlite:///tmp/mlflow.db") == "sqlite:///tmp/mlflow.db"
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql://app:s3cret@db:5432/x", "postgresql://app:***@db:5432/x"),
+        ("postgresql://:s3cret@db/x", "postgresql://:***@db/x"),
+        ("postgresql://u:s3cret@h1:5432,h2:5433/x", "postgresql://u:***@h1:5432,h2:5433/x"),
+        ("postgresql://u:p@ss@db/x", "postgresql://u:***@db/x"),
+        ("postgresql://db/x?user=u&password=s3cret&sslmode=require",
+         "postgresql://db/x?user=u&password=***&sslmode=require"),
+        ("host=db user=u password=s3cret dbname=x", "host=db user=u password=*** dbname=x"),
+        ("error connecting to mysql+pymysql://root:s3cret@10.0.0.1/db: refused",
+         "error connecting to mysql+pymysql://root:***@10.0.0.1/db: refused"),
+        ("postgresql://app@db/x", "postgresql://app@db/x"),
+        ("sqlite:///tmp/mlflow.db", "sqlite:///tmp/mlflow.db"),
+    ],
+)  # fmt: skip
+def test_redact_hides_every_password_and_keeps_the_rest(text: str, expected: str):
+    assert redact(text) == expected
+    assert has_secret(text) == (text != expected)
 
 
-def test_credentials_never_reach_mlflow_params():
-    config = build_config(overrides=["tracking.uri=postgresql://u:hunter2@db/mlflow"])
-    assert flatten(config)["tracking.uri"] == "postgresql://u:***@db/mlflow"
+def test_redact_obj_walks_nested_data():
+    data = {"a": ["postgresql://u:x@h/d", {"b": "password=x"}], "n": 3}
+    assert redact_obj(data) == {"a": ["postgresql://u:***@h/d", {"b": "password=***"}], "n": 3}
 
 
-def test_servers_bind_localhost_by_default_and_use_one_mlflow_worker(tmp_path):
-    cmd, env = mlflow_command("127.0.0.1", 5000, None, str(tmp_path), None)
+def test_servers_get_database_urls_from_the_environment_not_argv(tmp_path):
+    secret = "postgresql://u:SENTINEL@db/mlflow"
+    cmd, env = mlflow_command("127.0.0.1", 5000, secret, str(tmp_path), None)
+    assert not any("SENTINEL" in part for part in cmd), "no password on the command line"
+    assert env["MLFLOW_BACKEND_STORE_URI"] == secret
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--workers") + 1] == "1"
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
-    assert cmd[cmd.index("--backend-store-uri") + 1].startswith("sqlite:///")
-    cmd, env = prefect_command("127.0.0.1", 4200, "postgresql+asyncpg://u@h/db")
+    cmd, env = prefect_command("127.0.0.1", 4200, "postgresql+asyncpg://u:SENTINEL@h/db")
     assert cmd[-4:] == ["--host", "127.0.0.1", "--port", "4200"]
-    assert env["PREFECT_API_DATABASE_CONNECTION_URL"] == "postgresql+asyncpg://u@h/db"
+    assert not any("SENTINEL" in part for part in cmd)
+    assert env["PREFECT_API_DATABASE_CONNECTION_URL"].endswith("@h/db")
     assert "PREFECT_API_URL" not in env
+    with pytest.raises(ConfigError, match="visible to every user"):
+        no_secret_in_argv(secret, "--database-url", "MLPIPE_MLFLOW_BACKEND_URI")
+    no_secret_in_argv("postgresql://u@db/mlflow", "--database-url", "X")
 
 
 def test_deployments_have_schedules_and_typed_parameters():

@@ -1,15 +1,18 @@
 import numpy as np
 import pytest
 
-from tasks.core.config import PromotionConfig
-from tasks.core.promotion import (
+from mlpipe.config import PromotionConfig
+from mlpipe.learn.metrics import metric_fn
+from mlpipe.learn.promotion import (
+    ChampionEvidence,
     check_thresholds,
+    decide,
     mcnemar,
-    metric_fn,
     paired_bootstrap,
     slice_results,
 )
-from tasks.promote import decide
+
+CFG = PromotionConfig(resamples=300)
 
 
 def onehot(pred: np.ndarray, k: int = 2) -> np.ndarray:
@@ -26,16 +29,30 @@ def models(n: int = 400, new_acc: float = 0.95, old_acc: float = 0.80, seed: int
     return y, onehot(new), onehot(old)
 
 
+def prior(y: np.ndarray) -> np.ndarray:
+    share = np.bincount(y, minlength=2) / len(y)
+    return np.tile(share, (len(y), 1))
+
+
+def judge(y, network, *, baseline=None, champion=None, cfg=CFG, metrics=None):
+    return decide(
+        y, network, trivial=prior(y), baseline=baseline, baseline_kind="linear",
+        champion=champion, masks={"class=0": y == 0, "class=1": y == 1},
+        metrics=metrics or {}, metric="accuracy", n_classes=2, cfg=cfg, seed=0,
+    )  # fmt: skip
+
+
+def everyone(n: int) -> np.ndarray:
+    return np.ones(n, dtype=bool)
+
+
 def test_bootstrap_supports_a_real_improvement_and_not_noise():
     y, new, old = models()
     fn = metric_fn("accuracy", 2)
-    better = paired_bootstrap(y, new, old, fn, higher_is_better=True, seed=1)
-    assert (
-        better.supports
-        and better.ci_low > 0
-        and better.difference == pytest.approx(fn(y, new) - fn(y, old))
-    )
-    same = paired_bootstrap(y, new, new, fn, higher_is_better=True, seed=1)
+    better = paired_bootstrap(y, new, old, fn, True, seed=1)
+    assert better.supports and better.ci_low > 0
+    assert better.difference == pytest.approx(fn(y, new) - fn(y, old))
+    same = paired_bootstrap(y, new, new, fn, True, seed=1)
     assert not same.supports and same.difference == 0
 
 
@@ -51,7 +68,7 @@ def test_bootstrap_direction_for_lower_is_better():
     rng = np.random.default_rng(0)
     y = rng.normal(size=300)
     good, bad = y + rng.normal(0, 0.1, 300), y + rng.normal(0, 1.0, 300)
-    test = paired_bootstrap(y, good, bad, metric_fn("rmse", None), higher_is_better=False)
+    test = paired_bootstrap(y, good, bad, metric_fn("rmse", None), False)
     assert test.supports and test.difference > 0, "lower RMSE is an improvement"
 
 
@@ -68,9 +85,8 @@ def test_slices_flag_a_class_that_gets_worse():
     new_pred = y.copy()
     new_pred[:10] = 1  # class 0 loses 20% accuracy
     masks = {"class=0": y == 0, "class=1": y == 1}
-    results = slice_results(y, onehot(new_pred), old, masks, metric_fn("accuracy", 2), True, 0.05)
-    worse = {r.slice: r.worse for r in results}
-    assert worse == {"class=0": True, "class=1": False}
+    results = slice_results(y, onehot(new_pred), old, masks, "accuracy", 2, 0.05)
+    assert {r.slice: r.worse for r in results} == {"class=0": True, "class=1": False}
 
 
 def test_thresholds_for_a_first_model():
@@ -81,26 +97,74 @@ def test_thresholds_for_a_first_model():
     assert check_thresholds(metrics, {"roc_auc": 0.5}) == ["roc_auc not measured"]
 
 
-def test_decide_first_version_uses_thresholds():
-    y, new, _ = models()
-    cfg = PromotionConfig(min_metrics={"accuracy": 0.99})
-    decision = decide(y, new, None, None, {}, {"test_accuracy": 0.95}, "accuracy", 2, cfg, 0)
-    assert not decision.promote and "fails absolute thresholds" in decision.reason
-    ok = decide(
-        y, new, None, None, {}, {"test_accuracy": 0.95}, "accuracy", 2, PromotionConfig(), 0
-    )
-    assert ok.promote
+def test_a_constant_model_is_never_promoted_even_as_first_version():
+    y, _, _ = models()
+    constant = prior(y)  # e.g. hidden_layers=[0]-like: predicts the class shares everywhere
+    decision = judge(y, constant)
+    assert not decision.promote and not decision.eligible
+    assert "not significantly better than a trivial predictor" in decision.reason
 
 
-def test_decide_needs_margin_test_and_slices():
+def test_a_network_worse_than_its_own_baseline_is_not_eligible():
     y, new, old = models()
-    masks = {"class=0": y == 0, "class=1": y == 1}
-    cfg = PromotionConfig(resamples=300)
-    better = decide(y, new, old, "1", masks, {}, "accuracy", 2, cfg, 0)
+    decision = judge(y, old, baseline=new)
+    assert not decision.promote and not decision.eligible
+    assert "significantly worse than the run's own linear baseline" in decision.reason
+    tolerant = judge(y, old, baseline=new, cfg=PromotionConfig(resamples=300,
+                                                               baseline_tolerance=0.5))  # fmt: skip
+    assert tolerant.eligible and tolerant.promote
+
+
+def test_a_network_tied_with_its_baseline_within_noise_is_eligible():
+    y, new, _ = models()
+    almost = new.copy()
+    wrong = np.flatnonzero(new.argmax(1) == y)[:2]  # two more mistakes in 400 rows
+    almost[wrong] = almost[wrong][:, ::-1]
+    decision = judge(y, almost, baseline=new)
+    assert decision.eligible and decision.promote, decision.reason
+    assert decision.baseline_test is not None and decision.baseline_test.ci_low < 0
+
+
+def test_first_version_uses_thresholds():
+    y, new, _ = models()
+    failing = judge(y, new, cfg=PromotionConfig(resamples=300, min_metrics={"accuracy": 0.99}),
+                    metrics={"test_accuracy": 0.95})  # fmt: skip
+    assert not failing.promote and "accuracy 0.9500 < 0.99" in failing.reason
+    assert failing.eligible, "sound on its own; only the absolute bar is missed"
+    ok = judge(y, new, metrics={"test_accuracy": 0.95})
+    assert ok.promote and ok.eligible and ok.champion_version is None
+
+
+def test_challenger_needs_margin_test_and_slices_on_shared_rows():
+    y, new, old = models()
+    champion = ChampionEvidence(version="1", shared=everyone(len(y)), outputs=old)
+    better = judge(y, new, champion=champion)
     assert better.promote and "supports" in better.reason and better.test.ci_low > 0
-    worse = decide(y, old, new, "1", masks, {}, "accuracy", 2, cfg, 0)
+    assert better.champion_version == "1" and better.shared_rows == len(y)
+    reverse = ChampionEvidence(version="1", shared=everyone(len(y)), outputs=new)
+    worse = judge(y, old, champion=reverse)
     assert not worse.promote and "below the margin" in worse.reason
-    big_margin = decide(y, new, old, "1", masks, {}, "accuracy", 2,
-                        PromotionConfig(margin=0.5, resamples=300), 0)  # fmt: skip
+    big_margin = judge(y, new, champion=champion, cfg=PromotionConfig(margin=0.5, resamples=300))
     assert not big_margin.promote and "margin 0.5" in big_margin.reason
     assert "| class=0 |" in better.markdown()
+
+
+def test_comparison_uses_only_rows_both_versions_held_out():
+    y, new, old = models()
+    shared = np.zeros(len(y), dtype=bool)
+    shared[:200] = True
+    # Outside the shared rows the champion would look perfect (rows it trained on): ignored.
+    champion = ChampionEvidence(version="3", shared=shared, outputs=old[shared])
+    decision = judge(y, new, champion=champion)
+    assert decision.shared_rows == 200 and decision.promote
+    assert decision.champion_value == pytest.approx(metric_fn("accuracy", 2)(y[:200], old[:200]))
+
+
+def test_too_few_shared_rows_means_no_promotion():
+    y, new, old = models()
+    shared = np.zeros(len(y), dtype=bool)
+    shared[:10] = True
+    champion = ChampionEvidence(version="2", shared=shared, outputs=old[shared])
+    decision = judge(y, new, champion=champion)
+    assert not decision.promote
+    assert "only 10 test rows are held out by both this version and champion v2" in decision.reason

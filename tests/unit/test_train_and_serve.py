@@ -5,12 +5,13 @@ import pandas as pd
 import pytest
 import torch
 
-from tasks.core.config import FeatureConfig, TrainConfig
-from tasks.core.inference import Predictor
-from tasks.core.nets import MLP, SmallCNN, build_network
-from tasks.core.schema import Schema
-from tasks.features import fit_preprocessor
-from tasks.train import encode_target, fit_baseline, fit_network
+from mlpipe.config import FeatureConfig, TrainConfig
+from mlpipe.data.features import fit_preprocessor
+from mlpipe.errors import ConfigError, TrainingError
+from mlpipe.learn.train import encode_target, fit, fit_baseline, fit_network
+from mlpipe.serving.nets import MLP, SmallCNN, build_network
+from mlpipe.serving.predictor import IntegrityError, Predictor, sha256_file, verify
+from mlpipe.serving.schema import Schema
 
 
 def blobs(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -111,3 +112,59 @@ def test_predictor_roundtrip_raw_rows_with_nan(tmp_path: Path):
     assert out["prediction"].isin(["no", "yes"]).all()
     np.testing.assert_allclose(out[["proba_no", "proba_yes"]].sum(axis=1), 1.0)
     pd.testing.assert_frame_equal(out, predictor.predict(rows))
+
+
+def test_a_diverging_network_stops_with_one_clear_error():
+    x, y = blobs()
+    cfg = TrainConfig(max_epochs=20, learning_rate=1e12)
+    with pytest.raises(
+        TrainingError, match=r"diverged at epoch \d+ .*learning_rate \(now 1e\+12\)"
+    ):
+        fit_network(x[:200], y[:200], x[200:], y[200:], spec(), cfg, 0)
+
+
+def test_cuda_without_a_gpu_is_a_config_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match=r"train\.device=cuda"):
+        fit_network(*blobs(40)[:2], *blobs(20)[:2], spec(), TrainConfig(device="cuda"), 0)
+
+
+def test_fit_returns_the_served_predictor_and_both_comparison_candidates():
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame({"n": rng.normal(size=n), "c": rng.choice(["u", "v"], n)})
+    frame["y"] = np.where(frame["n"] + (frame["c"] == "u") > 0.5, "yes", "no")
+    schema = Schema(name="t", target="y", task="binary", numeric=["n"], categorical=["c"])
+    fitted = fit(
+        frame[:200],
+        frame[200:250],
+        schema,
+        ["no", "yes"],
+        TrainConfig(max_epochs=30, hidden_layers=[16]),
+        FeatureConfig(),
+        seed=0,
+    )
+    outputs = fitted.outputs(frame[250:])
+    assert set(outputs) == {"network", "baseline", "trivial"}
+    truth = encode_target(frame[250:]["y"], ["no", "yes"])
+    assert (outputs["network"].argmax(1) == truth).mean() > 0.8, "the network learned"
+    prior = (frame[:200]["y"] == "yes").mean()
+    np.testing.assert_allclose(outputs["trivial"][:, 1], prior), "trivial = training prior"
+    assert list(fitted.predictor.predict(frame[250:252]).columns) == [
+        "prediction",
+        "proba_no",
+        "proba_yes",
+    ]
+
+
+def test_a_modified_model_file_is_refused_before_unpickling(tmp_path: Path):
+    path = tmp_path / "preprocessor.joblib"
+    path.write_bytes(b"original")
+    recorded = {"preprocessor": sha256_file(path)}
+    verify({"preprocessor": str(path)}, recorded)
+    path.write_bytes(b"tampered")
+    with pytest.raises(IntegrityError, match="modified since registration"):
+        verify({"preprocessor": str(path)}, recorded)
+    with pytest.raises(IntegrityError, match="no SHA-256 recorded"):
+        verify({"network": str(path)}, recorded)

@@ -5,12 +5,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.core.config import DatasetSpec
-from tasks.core.errors import ConfigError
-from tasks.core.gx import load_suite, run_suite
-from tasks.core.suites import _outward, suite_from_frame
-from tasks.load import read_dataset, resolve_schema
-from tasks.validate import apply_gate, failure_message, find_suite, structural_suite
+from mlpipe.config import DatasetSpec
+from mlpipe.data.datasets import load_source
+from mlpipe.data.roles import resolve_schema
+from mlpipe.errors import ConfigError
+from mlpipe.quality.gate import apply_gate, failure_message
+from mlpipe.quality.gx import run_suite
+from mlpipe.quality.suites import (
+    _outward,
+    find_suite,
+    load_suite,
+    structural_suite,
+    suite_from_frame,
+    suite_path,
+)
+from mlpipe.reports.validation import render_markdown
 from tests.helpers import make_mixed_frame
 
 
@@ -34,7 +43,8 @@ def test_failing_rows_examples_and_message():
     message = failure_message(report, outcome)
     assert "expect_column_values_to_be_between" in message and "'a'" in message
     assert "2 failing rows" in message and "99" in message
-    assert "FAILED" in report.summary() and "| a | FAIL | 2 |" in report.summary()
+    summary = render_markdown(report, outcome)
+    assert "Validation FAILED" in summary and "| a | critical | **FAIL** | 2 |" in summary
 
 
 def test_missing_column_is_named():
@@ -53,7 +63,9 @@ def structural_suite_for(columns: list[str]) -> dict:
 
 @pytest.mark.parametrize("name", ["digits", "penguins", "breast_cancer", "diabetes"])
 def test_shipped_suites_pass_on_their_data(name: str):
-    frame, schema = read_dataset(DatasetSpec(source=name))
+    spec = DatasetSpec(source=name)
+    frame = load_source(spec)
+    schema = resolve_schema(frame, spec)
     path = find_suite(schema.name, None)
     assert path is not None and path.name == f"{name}.json"
     assert run_suite(frame, load_suite(path)).success
@@ -70,13 +82,13 @@ def test_generated_suite_passes_on_reference_and_catches_outliers():
     bad.loc[1, "colour"] = "purple"
     failed = {f.column for f in run_suite(bad, suite).failures}
     assert failed == {"size", "colour"}
-    json.dumps(suite)  # JSON-serialisable for expectations/*.json
+    assert json.loads(json.dumps(suite)) == suite, "JSON round trip for expectations/*.json"
 
 
 def test_suite_bounds_round_outward():
     frame = pd.DataFrame({"x": [0.0008948, 0.5, 0.9], "y": [0, 1, 0]})
     schema = resolve_schema(
-        pd.concat([frame] * 4, ignore_index=True), DatasetSpec(source="t.csv", target="y")
+        pd.concat([frame] * 8, ignore_index=True), DatasetSpec(source="t.csv", target="y")
     )
     suite = suite_from_frame(frame, schema)
     between = next(
@@ -109,3 +121,19 @@ def test_unknown_expectation_type_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown expectation type 'expect_the_moon'"):
         run_suite(pd.DataFrame({"a": [np.nan]}), {"name": "x", "expectations": [
             {"type": "expect_the_moon", "kwargs": {}}]})  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "a/b", "..", "x/../../y", ""])
+def test_a_dataset_name_cannot_leave_the_expectations_folder(tmp_path: Path, name: str):
+    with pytest.raises(ConfigError, match="dataset name"):
+        suite_path(name, tmp_path)
+
+
+def test_malformed_suite_entries_are_named(tmp_path: Path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"expectations": [{"kwargs": {}}]}))
+    with pytest.raises(ConfigError, match="expectation 1 has no 'type'"):
+        load_suite(path)
+    path.write_text(json.dumps({"expectations": [{"type": "expect_column_to_exist", "kwargs": 3}]}))
+    with pytest.raises(ConfigError, match="'kwargs' must be an object"):
+        load_suite(path)

@@ -1,0 +1,771 @@
+"""The ``mlpipe`` command line.
+
+Heavy libraries are imported inside commands, so ``--help`` is instant. Every failure ends in one
+line ``mlpipe: error: ...`` and a non-zero exit (``-v`` adds the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from mlpipe import __version__
+from mlpipe.runtime import Terminated, configure_environment, configure_logging, handle_sigterm
+from mlpipe.secrets import redact
+
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", help="YAML config file (default: all defaults)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--dataset", metavar="NAME", help="built-in dataset (see `mlpipe datasets`)"
+    )
+    source.add_argument("--data", metavar="PATH", help="CSV or Parquet file")
+    p.add_argument("--target", metavar="COL", help="target column (required with --data)")
+    p.add_argument(
+        "--task",
+        choices=["binary", "multiclass", "regression"],
+        help="learning task (inferred from the target when omitted)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a config key, e.g. --set train.max_epochs=20 (repeatable; "
+        "`mlpipe config --schema` lists every key)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="mlpipe",
+        description="Workflow-orchestrated MLOps pipeline: validate, clean, split, engineer "
+        "features, train, evaluate and register models with Prefect, Great Expectations, "
+        "PyTorch, scikit-learn and MLflow.",
+        epilog="Examples: mlpipe train --dataset penguins | mlpipe train --data sales.csv "
+        "--target churned | mlpipe models | mlpipe predict --model mlpipe-penguins --input "
+        "new.csv --output scored.parquet",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks")
+    parser.add_argument("--version", action="version", version=f"mlpipe {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="run the training flow (validate -> ... -> register -> promote)",
+        description="Run the training flow and register the model in MLflow. The new version "
+        "takes the `champion` alias only if it is sound (better than a trivial predictor, not "
+        "worse than the run's baseline) and beats the current champion on shared test rows.",
+    )
+    _add_dataset_args(train)
+
+    retrain = sub.add_parser(
+        "retrain",
+        help="trigger the training deployment (Prefect API), or train in-process without one",
+        description="With PREFECT_API_URL set, start a run of the training deployment served "
+        "by `mlpipe deploy` and print its id and UI link; without it, train in this process.",
+    )
+    _add_dataset_args(retrain)
+    retrain.add_argument("--wait", action="store_true", help="wait for the run to finish")
+
+    monitor = sub.add_parser(
+        "monitor",
+        help="validate a new batch, measure drift, retrain on drift (cooldown, de-duplicated)",
+    )
+    _add_dataset_args(monitor)
+    monitor.add_argument("--batch", metavar="PATH", required=True, help="the new batch to check")
+
+    deploy = sub.add_parser(
+        "deploy",
+        help="serve the training (cron), batch-predict and monitoring deployments",
+        description="Register and serve the deployments against the Prefect server in "
+        "PREFECT_API_URL; scheduled runs start from here. Ctrl-C stops serving.",
+    )
+    _add_dataset_args(deploy)
+
+    config = sub.add_parser("config", help="print the resolved config (or its JSON schema)")
+    _add_dataset_args(config)
+    config.add_argument("--schema", action="store_true", help="print the JSON schema instead")
+
+    validate = sub.add_parser(
+        "validate",
+        help="run only the data-quality gate and print its summary",
+        description="Validate data with a suite: the one a registered model was trained with "
+        "(--model), an explicit file (--suite), or expectations/NAME.json for the dataset name. "
+        "Critical failures and the quarantine rate decide the exit code (0 passed, 1 failed).",
+    )
+    _add_dataset_args(validate)
+    validate.add_argument(
+        "--model",
+        metavar="NAME",
+        help="judge with this model's suite (new-batch rules) and measure drift against it",
+    )
+    validate.add_argument("--version", metavar="N", help="model version (default: champion)")
+    validate.add_argument("--suite", metavar="PATH", help="suite JSON file to use")
+    validate.add_argument("--report", metavar="PATH", help="also write the HTML report here")
+    validate.add_argument(
+        "--quarantine", metavar="PATH", help="write quarantined rows (with reasons) to this Parquet"
+    )
+
+    expectations = sub.add_parser("expectations", help="manage Great Expectations suites")
+    exp_sub = expectations.add_subparsers(dest="exp_command", required=True, metavar="ACTION")
+    init = exp_sub.add_parser(
+        "init",
+        help="write expectations/NAME.json by profiling a reference snapshot",
+        description="Profile the data into a suite a person can read and edit: columns, "
+        "types, nulls, numeric ranges with a margin, category sets, id uniqueness, row-count "
+        "bounds, target values. Each expectation has meta.severity: critical (fails the run) "
+        "or row (quarantines the offending rows).",
+    )
+    _add_dataset_args(init)
+    init.add_argument("--output", metavar="PATH", help="default: expectations/NAME.json")
+    init.add_argument("--force", action="store_true", help="overwrite an existing suite")
+    init.add_argument("--diff", action="store_true", help="show what would change; write nothing")
+    init.add_argument("--ordered", action="store_true", help="also require the column order")
+
+    predict = sub.add_parser(
+        "predict",
+        help="batch predictions from the champion (or --version) to CSV/Parquet",
+        description="Validate raw rows with the suite the model was trained with (target not "
+        "required; failing rows are quarantined), score them chunk by chunk and write "
+        "predictions, class probabilities, model version and run id. The batch is recorded "
+        "in MLflow.",
+    )
+    predict.add_argument("--model", metavar="NAME", required=True, help="registered model name")
+    predict.add_argument("--input", metavar="PATH", required=True, help="CSV or Parquet input")
+    predict.add_argument("--output", metavar="PATH", required=True, help=".csv or .parquet")
+    predict.add_argument("--version", metavar="N", help="model version (default: champion)")
+    predict.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="rows per chunk (default: 100000)",
+    )
+    predict.add_argument("--encoding", default="auto", help="text encoding of a CSV input")
+
+    models = sub.add_parser(
+        "models", help="list registered models: versions, aliases, metric, gate decision"
+    )
+    models.add_argument("--model", metavar="NAME", help="only this model, with its alias history")
+
+    rollback = sub.add_parser(
+        "rollback",
+        help="move `champion` back (to the previous champion, or --to VERSION)",
+        description="Move the champion alias back and record the move and its reason in the "
+        "model's alias history. Only a version that passed its smoke test and the gate may "
+        "become champion, unless --force with --reason.",
+    )
+    rollback.add_argument("--model", metavar="NAME", required=True, help="registered model name")
+    rollback.add_argument("--to", metavar="VERSION", help="default: the previous champion")
+    rollback.add_argument("--reason", help="recorded with the move (required with --force)")
+    rollback.add_argument(
+        "--force",
+        action="store_true",
+        help="allow a version that is not eligible (failed or never judged)",
+    )
+
+    server = sub.add_parser("server", help="run a local Prefect or MLflow server (127.0.0.1)")
+    server.add_argument("which", choices=["prefect", "mlflow"], help="which server")
+    server.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    server.add_argument("--port", type=int, help="default: 4200 (prefect) or 5000 (mlflow)")
+    server.add_argument(
+        "--database-url",
+        help="database URL without a password (put passwords in the environment); default: "
+        "$PREFECT_API_DATABASE_CONNECTION_URL or $MLPIPE_MLFLOW_BACKEND_URI, else SQLite",
+    )
+    server.add_argument("--artifacts", default="mlruns", help="MLflow artifact folder")
+    server.add_argument("--allowed-hosts", help="MLflow: extra Host headers to accept")
+
+    health = sub.add_parser("health", help="exit 0 when a server answers (container healthchecks)")
+    health.add_argument(
+        "url", nargs="?", help="default: $MLPIPE_HEALTH_URL, else $PREFECT_API_URL/health"
+    )
+
+    sub.add_parser("datasets", help="list the embedded datasets")
+
+    ui = sub.add_parser("ui", help="serve the MLflow UI for the tracking store")
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    ui.add_argument(
+        "--backend-store-uri", help="default: MLFLOW_TRACKING_URI or ./mlflow.db (no password here)"
+    )
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    out: list[str] = []
+    if args.dataset:
+        out.append(f"dataset.source={json.dumps(args.dataset)}")
+    if args.data:
+        out.append(f"dataset.source={json.dumps(args.data)}")
+    if args.target:
+        out.append(f"dataset.target={json.dumps(args.target)}")
+    if args.task:
+        out.append(f"dataset.task={args.task}")
+    return out + list(args.overrides)
+
+
+def _load_config(args: argparse.Namespace) -> Any:
+    from mlpipe.config import load_config
+
+    return load_config(args.config, _overrides(args))
+
+
+def _prepare(config: Any) -> tuple[Any, Any]:
+    """Load the data and run the pre-flight before starting Prefect or touching MLflow."""
+    from mlpipe import preflight
+    from mlpipe.data.datasets import load_source
+    from mlpipe.data.roles import resolve_schema
+
+    frame = load_source(config.dataset)
+    schema = resolve_schema(frame, config.dataset)
+    preflight.check(config, schema, frame)
+    return frame, schema
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Check inputs quickly, then run the training flow and print a summary."""
+    config = _load_config(args)
+    _prepare(config)
+    from mlpipe.orchestration import run_training
+
+    result = run_training(config)
+    state = "promoted to champion" if result.promoted else "not promoted"
+    print(f"run {result.run_id}: {result.model_name} v{result.version} {state}")
+    print(f"  {result.reason}")
+    for key, value in sorted(result.metrics.items()):
+        if not key.startswith("trivial_"):
+            print(f"  {key:<28} {value:.4f}")
+    print("  review: mlpipe ui  ->  http://127.0.0.1:5000")
+    return 0
+
+
+def _resolve_validation_suite(
+    args: argparse.Namespace, config: Any, frame: Any
+) -> tuple[Any, Any, Any]:
+    """(suite, schema or None, served model or None) for ``mlpipe validate``."""
+    from mlpipe.data.datasets import dataset_name
+    from mlpipe.data.roles import resolve_schema
+    from mlpipe.errors import ConfigError, MlpipeError
+    from mlpipe.quality.suites import batch_suite, find_suite, load_suite
+
+    if args.model:
+        from mlpipe import registry
+        from mlpipe.io import tracking
+
+        tracking.configure(config.tracking.uri, config.tracking.retry_seconds)
+        served = registry.resolve(args.model, args.version)
+        if served.suite is None:
+            raise ConfigError(f"{args.model} v{served.version} has no stored suite")
+        target = served.dataset.target
+        return batch_suite(served.suite, target, target in frame.columns), served.dataset, served
+    schema: Any = None
+    with contextlib.suppress(MlpipeError):  # validation needs no target; drift does
+        schema = resolve_schema(frame, config.dataset)
+    if args.suite:
+        return load_suite(args.suite), schema, None
+    name = dataset_name(config.dataset)
+    path = find_suite(name, config.dataset.expectations)
+    if path is None:
+        raise ConfigError(
+            f"no expectation suite for dataset '{name}' (expectations/{name}.json): pass "
+            "--model NAME to use the suite a model was trained with, --suite PATH, or "
+            "--set dataset.name=NAME"
+        )
+    return load_suite(path), schema, None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Run the gate on a dataset and print the summary; exit 1 when it fails."""
+    from mlpipe.data.datasets import load_source
+    from mlpipe.io.tables import write_parquet, write_text
+    from mlpipe.quality.gate import (
+        MostlyTally,
+        apply_gate,
+        failure_message,
+        run_checks,
+        with_mostly,
+    )
+    from mlpipe.reports.validation import render_html, render_markdown
+
+    config = _load_config(args)
+    frame = load_source(config.dataset)
+    suite, schema, served = _resolve_validation_suite(args, config, frame)
+    tally = MostlyTally(config.validation.batch_alpha) if served is not None else None
+    report = run_checks(frame, suite, config.validation.engine)
+    passing, quarantined, outcome = apply_gate(
+        frame, report, config.validation.max_quarantine_rate, tally
+    )
+    if tally is not None:
+        outcome = with_mostly(outcome, tally)
+    print(render_markdown(report, outcome), end="")
+    drifted = _validate_drift(config, frame if passing.empty else passing, schema, served)
+    if args.report:
+        write_text(render_html(report, outcome), args.report)
+        print(f"HTML report: {args.report}")
+    if args.quarantine and len(quarantined):
+        write_parquet(quarantined, args.quarantine)
+        print(f"quarantined rows: {args.quarantine}")
+    from mlpipe.errors import DataDriftError, DataValidationError
+
+    if not outcome.passed:
+        raise DataValidationError(failure_message(report, outcome))
+    if drifted and config.validation.drift.gate == "fail":
+        raise DataDriftError(f"drift in {', '.join(drifted)}")
+    return 0
+
+
+def _validate_drift(config: Any, frame: Any, schema: Any, served: Any) -> list[str]:
+    """Print drift against the champion (when there is one); return the drifted columns."""
+    from mlpipe.data.datasets import model_name
+    from mlpipe.io import tracking
+    from mlpipe.registry import measure_drift
+
+    if config.validation.drift.gate == "off":
+        return []
+    if schema is None:
+        print("\ndrift not measured: no usable target column to resolve the schema")
+        return []
+    tracking.configure(config.tracking.uri, config.tracking.retry_seconds)
+    name = (
+        served.name
+        if served is not None
+        else model_name(config.dataset, config.tracking.model_name)
+    )
+    measured = measure_drift(frame, schema, name, config.validation.drift)
+    if measured is None:
+        print(f"\ndrift not measured: {name} has no champion with a reference profile")
+        return []
+    version, drift = measured
+    print(f"\n(reference: {name} v{version})")
+    print(drift.markdown(), end="")
+    return drift.drifted
+
+
+def cmd_expectations(args: argparse.Namespace) -> int:
+    """``expectations init``: profile the data into a suite file."""
+    import difflib
+    from pathlib import Path
+
+    from mlpipe.data.datasets import load_source
+    from mlpipe.data.roles import resolve_schema
+    from mlpipe.errors import ConfigError
+    from mlpipe.io.tables import write_text
+    from mlpipe.quality.suites import suite_from_frame, suite_path
+
+    config = _load_config(args)
+    frame = load_source(config.dataset)
+    schema = resolve_schema(frame, config.dataset)
+    suite = suite_from_frame(frame, schema, ordered=args.ordered)
+    target = Path(args.output) if args.output else suite_path(schema.name)
+    text = json.dumps(suite, indent=2, ensure_ascii=False) + "\n"
+    if args.diff:
+        old = target.read_text(encoding="utf-8") if target.exists() else ""
+        diff = difflib.unified_diff(
+            old.splitlines(keepends=True),
+            text.splitlines(keepends=True),
+            fromfile=f"{target} (current)",
+            tofile=f"{target} (profiled)",
+        )
+        out = "".join(diff)
+        print(out if out else f"{target}: no changes", end="" if out else "\n")
+        return 0
+    if target.exists() and not args.force:
+        raise ConfigError(f"{target} exists: use --force to overwrite or --diff to compare")
+    write_text(text, target)
+    print(f"wrote {target}: {len(suite['expectations'])} expectations from {len(frame)} rows")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Run the batch prediction flow and print where the results are."""
+    from mlpipe.errors import ConfigError
+    from mlpipe.handoff import PredictRequest
+    from mlpipe.io.tables import check_readable, table_format
+
+    source = check_readable(args.input, "input file")
+    table_format(args.output)
+    if os.path.abspath(args.input) == os.path.abspath(args.output):
+        raise ConfigError("--output must differ from --input")
+    if args.chunk_rows < 1:
+        raise ConfigError("--chunk-rows must be at least 1")
+    if args.encoding != "auto":
+        import codecs
+
+        try:
+            codecs.lookup(args.encoding)
+        except LookupError:
+            raise ConfigError(f"unknown text encoding {args.encoding!r}") from None
+    from mlpipe.orchestration import run_batch_predict
+
+    request = PredictRequest(
+        model=args.model,
+        input=str(source),
+        output=args.output,
+        version=args.version,
+        chunk_rows=args.chunk_rows,
+        encoding=args.encoding,
+    )
+    result = run_batch_predict(request)
+    print(
+        f"{result.rows_predicted} of {result.rows_in} rows predicted with {args.model} "
+        f"v{result.model_version} -> {result.output}"
+    )
+    if result.quarantine:
+        print(f"{result.rows_quarantined} rows quarantined -> {result.quarantine}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Print registered models, their versions and (with --model) the alias history."""
+    from mlpipe.errors import RegistryError
+    from mlpipe.io import tracking
+
+    tracking.configure()
+    if args.model and not tracking.model_exists(args.model):
+        raise RegistryError(f"model '{args.model}' is not registered")
+    names = [args.model] if args.model else [m.name for m in tracking.list_models()]
+    if not names:
+        print("no registered models yet: run `mlpipe train`")
+        return 0
+    for name in names:
+        versions = tracking.model_versions(name)
+        by_version = tracking.aliases(name)
+        print(f"{name}")
+        print(
+            f"  {'version':>7}  {'aliases':<10} {'metric':<10} {'value':>9}  "
+            f"{'eligible':<8} decision"
+        )
+        for v in versions:
+            names_ = ",".join(by_version.get(str(v.version), [])) or "-"
+            metric = v.tags.get("mlpipe.primary_metric", "-").removeprefix("test_")
+            value = v.tags.get("mlpipe.primary_value", "-")
+            eligible = "yes" if tracking.eligibility(v)[0] else "no"
+            decision = v.tags.get("mlpipe.decision", "-")
+            reason = v.tags.get("mlpipe.decision.reason", "") if decision == "failed" else ""
+            extra = f" ({reason[:80]})" if reason else ""
+            print(
+                f"  {v.version:>7}  {names_:<10} {metric:<10} {value:>9}  {eligible:<8} "
+                f"{decision}{extra}"
+            )
+        if args.model:
+            print("  alias history:")
+            for move in tracking.alias_history(name):
+                compared = move.get("compared_with")
+                vs = f", compared with v{compared}" if compared else ""
+                print(
+                    f"    {move['time']}  {move['alias']}: v{move['from'] or '-'} -> "
+                    f"v{move['to']}{vs}  ({move['reason']})"
+                )
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Move `champion` back and record why; only to an eligible version unless --force."""
+    from mlpipe.errors import ConfigError, RegistryError
+    from mlpipe.io import tracking
+
+    tracking.configure()
+    if not tracking.model_exists(args.model):
+        raise RegistryError(f"model '{args.model}' is not registered")
+    if args.force and not args.reason:
+        raise ConfigError("--force needs --reason: say why an ineligible version is forced")
+    current = tracking.champion(args.model)
+    if current is None:
+        raise RegistryError(f"model '{args.model}' has no champion to roll back")
+    target = args.to
+    if target is None:
+        previous = [
+            m["from"]
+            for m in reversed(tracking.alias_history(args.model))
+            if m["to"] == current.version and m["from"]
+        ]
+        if not previous:
+            raise RegistryError(f"model '{args.model}': no earlier champion; pass --to VERSION")
+        target = previous[0]
+    info = tracking.version_info(args.model, str(target))
+    if str(info.version) == current.version:
+        raise RegistryError(f"model '{args.model}': v{target} is already champion")
+    eligible, why = tracking.eligibility(info)
+    if not eligible and not args.force:
+        raise RegistryError(
+            f"{args.model} v{target} is not eligible for champion ({why[:200]}); pass --force "
+            "--reason TEXT to override"
+        )
+    reason = f"rollback: {args.reason or 'manual rollback'}"
+    if not eligible:
+        reason += f" (forced: not eligible, {why[:200]})"
+    move = tracking.move_alias(args.model, str(info.version), reason, expected=current.version)
+    if move is None:
+        raise RegistryError(f"the champion of {args.model} changed meanwhile: check and retry")
+    print(f"{args.model}: champion v{move['from']} -> v{move['to']} ({move['reason']})")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """Trigger the training deployment, or train in-process when no server is configured."""
+    config = _load_config(args)
+    if not os.environ.get("PREFECT_API_URL"):
+        print("PREFECT_API_URL is not set: training in this process", file=sys.stderr)
+        return cmd_train(args)
+    from mlpipe.errors import ConfigError
+    from mlpipe.orchestration import TRAINING_DEPLOYMENT, trigger_training
+
+    api = os.environ["PREFECT_API_URL"]
+    try:
+        run: Any = trigger_training(config, wait=args.wait, tags=["mlpipe:manual"])
+    except Exception as err:
+        raise ConfigError(
+            f"cannot start {TRAINING_DEPLOYMENT} on {api} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); is `mlpipe deploy` serving?"
+        ) from None
+    ui = os.environ.get("PREFECT_UI_URL") or api.removesuffix("/api")
+    print(f"flow run {run.id}: {ui}/runs/flow-run/{run.id}")
+    if not args.wait:
+        return 0
+    print(f"finished: {run.state.name if run.state else 'unknown'}")
+    return 0 if run.state and run.state.is_completed() else EXIT_FAILURE
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Run the monitoring flow on a batch and print its decision."""
+    from mlpipe.errors import DataValidationError
+    from mlpipe.io.tables import check_readable
+
+    config = _load_config(args)
+    check_readable(args.batch, "batch file")
+    from mlpipe.orchestration import run_monitoring
+
+    decision = run_monitoring(config, args.batch)
+    run = f" (flow run {decision.flow_run_id})" if decision.flow_run_id else ""
+    print(f"{decision.action}: {decision.reason}{run}")
+    if decision.action == "gate failed":
+        raise DataValidationError(f"batch {args.batch} failed the quality gate: {decision.reason}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Serve the deployments until Ctrl-C."""
+    from mlpipe.errors import ConfigError
+
+    config = _load_config(args)
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError(
+            "mlpipe deploy needs a Prefect server: start one (`mlpipe server prefect` or "
+            "`make servers`) and export PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+    from mlpipe.orchestration import serve
+
+    cron = config.schedule.cron or "none"
+    print(
+        f"serving mlpipe-training (cron {cron} {config.schedule.timezone}), "
+        "mlpipe-batch-predict, mlpipe-monitoring; Ctrl-C to stop",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(config)
+    print("stopped serving")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print the resolved config as YAML, or the JSON schema."""
+    import yaml
+
+    if args.schema:
+        from mlpipe.config import Config
+
+        print(json.dumps(Config.model_json_schema(), indent=2))
+        return 0
+    print(yaml.safe_dump(_load_config(args).safe_dump(), sort_keys=False), end="")
+    return 0
+
+
+def cmd_datasets(_: argparse.Namespace) -> int:
+    """List built-in datasets."""
+    from mlpipe.data.datasets import BUILTINS
+
+    for d in BUILTINS.values():
+        print(f"{d.name:<14} target={d.target:<8} {d.task:<10} {d.description}")
+        print(f"{'':<14} source: {d.origin}")
+    return 0
+
+
+def _run_server(cmd: list[str], env: dict[str, str]) -> int:
+    from mlpipe.io.processes import die_with_parent
+
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent)
+    try:
+        return proc.wait()
+    except (KeyboardInterrupt, Terminated):
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    """Run a Prefect or MLflow server in the foreground until Ctrl-C."""
+    from mlpipe.servers import (
+        MLFLOW_BACKEND_ENV,
+        PREFECT_DB_ENV,
+        mlflow_command,
+        no_secret_in_argv,
+        prefect_command,
+    )
+
+    if args.which == "prefect":
+        no_secret_in_argv(args.database_url, "--database-url", PREFECT_DB_ENV)
+        port = args.port or 4200
+        cmd, env = prefect_command(args.host, port, args.database_url)
+        db = redact(env.get(PREFECT_DB_ENV, "SQLite in $PREFECT_HOME"))
+        print(
+            f"Prefect server on http://{args.host}:{port} (database: {db}); use "
+            f"PREFECT_API_URL=http://{args.host}:{port}/api",
+            flush=True,
+        )
+    else:
+        no_secret_in_argv(args.database_url, "--database-url", MLFLOW_BACKEND_ENV)
+        port = args.port or 5000
+        cmd, env = mlflow_command(
+            args.host, port, args.database_url, args.artifacts, args.allowed_hosts
+        )
+        backend = redact(env["MLFLOW_BACKEND_STORE_URI"])
+        print(
+            f"MLflow server on http://{args.host}:{port} (backend: {backend}); use "
+            f"MLFLOW_TRACKING_URI=http://{args.host}:{port}",
+            flush=True,
+        )
+    return _run_server(cmd, env)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the URL answers 200 within a few seconds."""
+    from mlpipe.errors import ConfigError, MlpipeError
+    from mlpipe.servers import wait_healthy
+
+    api = os.environ.get("PREFECT_API_URL")
+    url = args.url or os.environ.get("MLPIPE_HEALTH_URL") or (f"{api}/health" if api else None)
+    if not url:
+        raise ConfigError("no URL: pass one, or set MLPIPE_HEALTH_URL or PREFECT_API_URL")
+    if wait_healthy(url, timeout=5):
+        return 0
+    raise MlpipeError(f"{redact(url)} is not healthy")
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Run ``mlflow server`` for the local (or configured) store, bound to 127.0.0.1."""
+    from mlpipe.io.tracking import resolve_uri
+    from mlpipe.servers import mlflow_command, no_secret_in_argv
+
+    no_secret_in_argv(args.backend_store_uri, "--backend-store-uri", "MLFLOW_TRACKING_URI")
+    uri = args.backend_store_uri or resolve_uri()
+    cmd, env = mlflow_command(args.host, args.port, uri, "mlruns", None)
+    print(
+        f"MLflow UI for {redact(uri)} on http://{args.host}:{args.port} (Ctrl-C to stop)",
+        flush=True,
+    )
+    return _run_server(cmd, env)
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "validate": cmd_validate,
+    "expectations": cmd_expectations,
+    "predict": cmd_predict,
+    "models": cmd_models,
+    "rollback": cmd_rollback,
+    "config": cmd_config,
+    "datasets": cmd_datasets,
+    "ui": cmd_ui,
+    "server": cmd_server,
+    "health": cmd_health,
+    "retrain": cmd_retrain,
+    "deploy": cmd_deploy,
+    "monitor": cmd_monitor,
+}
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return redact(text) or type(err).__name__
+
+
+def report_error(err: BaseException, verbose: bool) -> int:
+    """Print one line for any failure (a traceback first with ``-v``); return the exit code."""
+    from mlpipe.errors import MlpipeError
+
+    if isinstance(err, KeyboardInterrupt):
+        print("mlpipe: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    terminated = isinstance(err, Terminated)
+    if not terminated and "prefect" in sys.modules:
+        from mlpipe.orchestration import is_termination
+
+        terminated = is_termination(err)
+    if terminated:
+        print("mlpipe: terminated (SIGTERM); the run was closed as failed", file=sys.stderr)
+        return EXIT_TERMINATED
+    if isinstance(err, BrokenPipeError):
+        # Output piped into `head` and closed early: not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if verbose:
+        traceback.print_exception(err, file=sys.stderr)
+    if isinstance(err, MlpipeError):
+        line = _one_line(err)
+    elif isinstance(err, OSError):
+        where = f": {err.filename}" if err.filename else ""
+        line = redact(f"{err.strerror or _one_line(err)}{where}")
+    elif isinstance(err, MemoryError):
+        line = "out of memory"
+    else:
+        hint = "" if verbose else " (run with -v for the traceback)"
+        line = f"unexpected {type(err).__name__}: {_one_line(err)[:500]}{hint}"
+    print(f"mlpipe: error: {line}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mlpipe`` console script."""
+    args = build_parser().parse_args(argv)
+    configure_environment()
+    configure_logging(args.verbose)
+    handle_sigterm()
+    if "prefect" in sys.modules or args.command in {
+        "train",
+        "retrain",
+        "predict",
+        "monitor",
+        "deploy",
+    }:
+        from mlpipe.orchestration import quiet_tracebacks
+
+        quiet_tracebacks(args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except SystemExit:
+        raise
+    except BaseException as err:  # every failure ends in one line (see report_error)
+        return report_error(err, args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

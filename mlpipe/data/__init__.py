@@ -1,0 +1,1 @@
+"""Data logic on frames: built-in datasets, column roles, cleaning, splitting, features."""

@@ -1,0 +1,115 @@
+"""Cleaning: type coercion, missing targets, duplicates, per-column missing values.
+
+Partition-wise: :func:`clean_partition` takes a frame and returns a frame plus
+:class:`CleanStats` that add up across partitions (``stats_a + stats_b``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from mlpipe.config import CleanConfig
+from mlpipe.errors import DataError
+from mlpipe.serving.schema import Schema, coerce_features, coerce_target
+
+
+class CleanStats(BaseModel):
+    """Row accounting of cleaning: ``rows_in == rows_kept + sum(dropped.values())``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rows_in: int = 0
+    rows_kept: int = 0
+    dropped: dict[str, int] = {}
+    coerced_to_missing: dict[str, int] = {}
+
+    def __add__(self, other: CleanStats) -> CleanStats:
+        return CleanStats(
+            rows_in=self.rows_in + other.rows_in,
+            rows_kept=self.rows_kept + other.rows_kept,
+            dropped=dict(Counter(self.dropped) + Counter(other.dropped)),
+            coerced_to_missing=dict(
+                Counter(self.coerced_to_missing) + Counter(other.coerced_to_missing)
+            ),
+        )
+
+    @property
+    def drop_rate(self) -> float:
+        """Share of the rows that cleaning dropped."""
+        return (self.rows_in - self.rows_kept) / self.rows_in if self.rows_in else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metrics for MLflow (``clean_rows_in``, ``clean_dropped_<reason>``, ...)."""
+        out: dict[str, float] = {"clean_rows_in": self.rows_in, "clean_rows_kept": self.rows_kept}
+        out.update({f"clean_dropped_{k}": v for k, v in self.dropped.items()})
+        out.update({f"clean_coerced_{k}": v for k, v in self.coerced_to_missing.items()})
+        return out
+
+
+def clean_partition(
+    frame: pd.DataFrame, schema: Schema, cfg: CleanConfig, keep: list[str] | None = None
+) -> tuple[pd.DataFrame, CleanStats]:
+    """Clean one partition.
+
+    Order matters: coerce types first (so ``"1"`` and ``1.0`` compare equal), then drop rows
+    without a target, then duplicates, then apply the per-column missing-value policy.
+
+    Args:
+        frame: Raw rows (not modified).
+        schema: Resolved column roles.
+        cfg: Cleaning rules.
+        keep: Extra columns carried through unchanged (e.g. the split key).
+
+    Returns:
+        ``(cleaned, stats)``; the cleaned frame holds the feature columns, the ``keep`` columns
+        and the target.
+    """
+    rows_in = len(frame)
+    dropped: dict[str, int] = {}
+    features, coerced = coerce_features(frame, schema)
+    extra = [c for c in (keep or []) if c not in schema.features and c != schema.target]
+    out = features[[*schema.features, *extra]].copy()
+    out[schema.target] = coerce_target(frame[schema.target], schema.task).to_numpy()
+
+    def drop(mask: pd.Series, reason: str) -> None:
+        nonlocal out
+        n = int(mask.sum())
+        if n:
+            dropped[reason] = dropped.get(reason, 0) + n
+            out = out.loc[~mask]
+
+    drop(out[schema.target].isna(), "missing_target")
+    if cfg.drop_duplicates:
+        # What the model sees decides what a duplicate is; carried columns do not.
+        drop(out.duplicated(subset=[*schema.features, schema.target], keep="first"), "duplicate")
+    for col in schema.features:
+        policy = cfg.missing.get(col, cfg.missing_default)
+        if policy == "drop":
+            drop(out[col].isna(), f"missing_{col}")
+        elif policy == "ffill":
+            out[col] = out[col].ffill()
+    out = out.reset_index(drop=True)
+    stats = CleanStats(
+        rows_in=rows_in, rows_kept=len(out), dropped=dropped, coerced_to_missing=coerced
+    )
+    return out, stats
+
+
+def check_drop_rate(stats: CleanStats, max_rate: float) -> None:
+    """Fail when cleaning dropped more than ``max_rate`` of the rows: the data was misread.
+
+    Raises:
+        DataError: Naming the share dropped and the reasons.
+    """
+    if stats.drop_rate > max_rate:
+        reasons = ", ".join(
+            f"{k} {v}" for k, v in sorted(stats.dropped.items(), key=lambda kv: -kv[1])
+        )
+        raise DataError(
+            f"cleaning dropped {stats.rows_in - stats.rows_kept} of {stats.rows_in} rows "
+            f"({stats.drop_rate:.1%} > clean.max_drop_rate {max_rate:.0%}; {reasons}): "
+            "check how the file was read (delimiter, decimal mark, header) before training"
+        )

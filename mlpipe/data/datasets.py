@@ -1,0 +1,144 @@
+"""Built-in datasets (shipped inside installed packages, nothing downloads) and loading a source."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from mlpipe.config import DatasetSpec, ImageSpec, TaskType
+from mlpipe.errors import DataError
+from mlpipe.io.tables import read_table
+
+
+@dataclass(frozen=True)
+class BuiltinDataset:
+    """A dataset that ships inside an installed package."""
+
+    name: str
+    description: str
+    target: str
+    task: TaskType
+    loader: Callable[[], pd.DataFrame]
+    origin: str
+    image: ImageSpec | None = None
+    ignore: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _digits() -> pd.DataFrame:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    columns = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+    frame = pd.DataFrame(bunch.data.astype("int64"), columns=columns)
+    frame["digit"] = bunch.target.astype("int64")
+    return frame
+
+
+def _penguins() -> pd.DataFrame:
+    from palmerpenguins import load_penguins
+
+    return load_penguins()
+
+
+def _breast_cancer() -> pd.DataFrame:
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.columns = [c.replace(" ", "_") for c in frame.columns]
+    return frame
+
+
+def _diabetes() -> pd.DataFrame:
+    from sklearn.datasets import load_diabetes
+
+    # scaled=False keeps the clinical units, which is what a user's raw table would hold.
+    return load_diabetes(as_frame=True, scaled=False).frame
+
+
+BUILTINS: dict[str, BuiltinDataset] = {
+    d.name: d
+    for d in (
+        BuiltinDataset(
+            name="digits",
+            description="8x8 handwritten digits, 1,797 images, 10 classes (image, multiclass)",
+            target="digit",
+            task="multiclass",
+            loader=_digits,
+            origin="scikit-learn load_digits (UCI optical recognition of handwritten digits)",
+            image=ImageSpec(pixel_prefix="pixel_", shape=(8, 8)),
+        ),
+        BuiltinDataset(
+            name="penguins",
+            description="Palmer penguins, 344 birds, species from body measurements "
+            "(tabular, categorical columns, missing values, multiclass)",
+            target="species",
+            task="multiclass",
+            loader=_penguins,
+            origin="palmerpenguins package (Gorman, Williams & Fraser 2014)",
+            # The survey year is a time stamp, not a property of the bird.
+            ignore=("year",),
+        ),
+        BuiltinDataset(
+            name="breast_cancer",
+            description="Wisconsin diagnostic breast cancer, 569 rows, 30 numeric features "
+            "(binary)",
+            target="target",
+            task="binary",
+            loader=_breast_cancer,
+            origin="scikit-learn load_breast_cancer",
+        ),
+        BuiltinDataset(
+            name="diabetes",
+            description="Diabetes progression, 442 patients, 10 numeric features (regression)",
+            target="target",
+            task="regression",
+            loader=_diabetes,
+            origin="scikit-learn load_diabetes (unscaled)",
+        ),
+    )
+}
+
+
+def is_builtin(source: str) -> bool:
+    """Return whether ``source`` names a built-in dataset."""
+    return source in BUILTINS
+
+
+def dataset_name(spec: DatasetSpec) -> str:
+    """Short name of a dataset: explicit name, built-in name, or the file stem made safe."""
+    if spec.name:
+        return spec.name
+    if is_builtin(spec.source):
+        return spec.source
+    stem = re.sub(r"[^\w.\-]+", "_", Path(spec.source).stem).strip("._-") or "data"
+    return re.sub(r"\.{2,}", ".", stem)
+
+
+def model_name(spec: DatasetSpec, explicit: str | None) -> str:
+    """Registered model name: explicit, else ``mlpipe-<dataset name>``."""
+    return explicit or f"mlpipe-{dataset_name(spec)}"
+
+
+def load_source(spec: DatasetSpec) -> pd.DataFrame:
+    """Load the raw table a dataset spec points at.
+
+    Args:
+        spec: Dataset spec whose ``source`` is a built-in name or a file path.
+
+    Returns:
+        The raw table.
+
+    Raises:
+        DataError: Unknown built-in name or unreadable file.
+    """
+    if is_builtin(spec.source):
+        return BUILTINS[spec.source].loader()
+    p = Path(spec.source)
+    if p.suffix == "" and not p.exists():
+        known = ", ".join(sorted(BUILTINS))
+        raise DataError(f"unknown dataset '{spec.source}': built-in datasets are {known}")
+    return read_table(p, spec.encoding)

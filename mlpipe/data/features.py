@@ -1,0 +1,70 @@
+"""Feature engineering: a scikit-learn ColumnTransformer fitted on the training split only.
+
+Transformation is partition-wise (:func:`transform_partition`: a frame in, a frame out), so the
+same fitted object can be mapped over partitions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from mlpipe.config import FeatureConfig
+from mlpipe.serving.schema import Schema
+
+
+def build_preprocessor(schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
+    """An unfitted ColumnTransformer: numeric impute+scale, categorical impute+encode.
+
+    Numeric columns come first and keep their order, so for images the first
+    ``height * width`` outputs are the pixels, row-major (the CNN relies on it).
+    """
+    numeric_steps: list[tuple[str, object]] = [
+        ("impute", SimpleImputer(strategy=cfg.numeric_impute, keep_empty_features=True))
+    ]
+    scaler = cfg.scaler
+    if scaler == "auto":
+        scaler = "minmax" if schema.image_shape else "standard"
+    if scaler == "standard":
+        numeric_steps.append(("scale", StandardScaler()))
+    elif scaler == "minmax":
+        numeric_steps.append(("scale", MinMaxScaler()))
+    if cfg.categorical_encoding == "onehot":
+        encoder: object = OneHotEncoder(
+            handle_unknown="infrequent_if_exist",
+            max_categories=cfg.max_categories,
+            sparse_output=False,
+        )
+    else:
+        encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+            ("encode", encoder),
+        ]
+    )
+    transformers = []
+    if schema.numeric:
+        transformers.append(("num", Pipeline(numeric_steps), list(schema.numeric)))
+    if schema.categorical:
+        transformers.append(("cat", categorical, list(schema.categorical)))
+    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+
+
+def fit_preprocessor(train: pd.DataFrame, schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
+    """Fit the preprocessor on the training rows only (no statistics from val/test leak in)."""
+    preprocessor = build_preprocessor(schema, cfg)
+    preprocessor.set_output(transform="pandas")
+    preprocessor.fit(train[schema.features])
+    return preprocessor
+
+
+def transform_partition(frame: pd.DataFrame, preprocessor: ColumnTransformer) -> pd.DataFrame:
+    """Transform one partition of cleaned rows into float32 features (frame in, frame out)."""
+    columns = list(preprocessor.feature_names_in_)
+    out = preprocessor.transform(frame[columns])
+    return pd.DataFrame(np.asarray(out, dtype=np.float32), columns=out.columns)

@@ -1,0 +1,323 @@
+"""Column roles and the learning task, inferred from the data and the dataset spec.
+
+Inference refuses what would silently train on garbage: a target mixing numbers and text, a
+target that cannot be learned, and it keeps out of the features what only looks like data:
+identifiers (unique integer row ids, key-like names), dates, free text, all-empty columns and
+columns that restate the target.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from mlpipe.config import DatasetSpec
+from mlpipe.data.datasets import BUILTINS, dataset_name, is_builtin
+from mlpipe.errors import ConfigError, DataError
+from mlpipe.serving.schema import Schema, TaskType, to_numbers
+
+# A text column whose values parse as numbers this often is a numeric column with typos.
+NUMERIC_PARSE_SHARE = 0.95
+# An integer target with at most this many distinct values is treated as class labels.
+MAX_INTEGER_CLASSES = 20
+# Fewest rows to train on at all (each split needs rows of its own).
+MIN_ROWS = 20
+# Text columns with at least this many rows and mostly distinct values are identifiers/free text.
+MIN_ROWS_FOR_CARDINALITY = 50
+_ID_NAME = re.compile(
+    r"(?i)^(?:id|key|index|idx|uuid|guid|row|rownum|row_?id|row_?number|record_?id|"
+    r"unnamed: ?\d+)$|(?:^|[_\-\s.])(?:id|key|uuid|guid|no|nr|number)$|[a-z](?:Id|ID|Key)$"
+)
+
+log = logging.getLogger("mlpipe.load")
+
+
+def looks_numeric(series: pd.Series) -> bool:
+    """Return whether a column holds numbers (possibly stored as text with a few bad values)."""
+    if isinstance(series.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(series):
+        return False  # coded answers (1..5) in a category column are categories, not amounts
+    if pd.api.types.is_numeric_dtype(series):
+        return True
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return False
+    present = series.dropna()
+    if present.empty:
+        return False
+    parsed = pd.to_numeric(present.astype("str").str.strip(), errors="coerce")
+    return bool(parsed.notna().mean() >= NUMERIC_PARSE_SHARE)
+
+
+def looks_like_dates(series: pd.Series) -> bool:
+    """Return whether a text column holds dates (``2024-01-31``, ``31/01/2024 10:00``...)."""
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return False
+    present = series.dropna().astype("str").str.strip()
+    if present.empty or not present.str.contains(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}").all():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not infer format" is the point of the test
+        parsed = pd.to_datetime(present, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() >= NUMERIC_PARSE_SHARE)
+
+
+def looks_like_identifier(series: pd.Series, name: str) -> bool:
+    """Whether a column identifies rows rather than describing them.
+
+    Integer columns whose values are all distinct and either sorted (row numbers, often in a
+    file sorted by something else), a shuffled run of consecutive integers, or named like a key
+    (``id``, ``customer_id``, ``Unnamed: 0``); text columns named like a key with distinct
+    values. Trained on, such a column memorises row order: a file sorted by the target gives
+    a perfect, useless model.
+    """
+    present = series.dropna()
+    if len(present) < 10 or not present.is_unique:
+        return False
+    named = bool(_ID_NAME.search(name.strip()))
+    if not looks_numeric(series):
+        return named and not isinstance(series.dtype, pd.CategoricalDtype)
+    numbers = to_numbers(present)
+    if numbers.isna().any() or not np.all(numbers == np.round(numbers)):
+        return False
+    if named or numbers.is_monotonic_increasing or numbers.is_monotonic_decreasing:
+        return True
+    return bool(numbers.max() - numbers.min() + 1 == len(numbers))
+
+
+def _integer_valued(values: pd.Series) -> bool:
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+
+
+def infer_task(target: pd.Series) -> TaskType:
+    """Infer the learning task from the target column.
+
+    Text, boolean or category targets are classification; numbers are classification when
+    they are integer-valued with few distinct values, regression otherwise.
+
+    Args:
+        target: The target column (missing values are ignored).
+
+    Returns:
+        ``binary``, ``multiclass`` or ``regression``.
+    """
+    present = target.dropna()
+    n_unique = present.nunique()
+    if not looks_numeric(present):
+        return "binary" if n_unique <= 2 else "multiclass"
+    values = to_numbers(present).dropna()
+    if _integer_valued(values) and n_unique <= MAX_INTEGER_CLASSES:
+        return "binary" if n_unique <= 2 else "multiclass"
+    return "regression"
+
+
+def infer_roles(
+    frame: pd.DataFrame, target: str, exclude: list[str]
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Split the feature columns of a frame into numeric, categorical and ignored.
+
+    Args:
+        frame: The raw table.
+        target: Target column, never a feature.
+        exclude: Columns the user asked to ignore.
+
+    Returns:
+        ``(numeric, categorical, ignored, identifiers)`` in table order; ``identifiers`` is the
+        part of ``ignored`` recognised as row identifiers.
+    """
+    numeric: list[str] = []
+    categorical: list[str] = []
+    ignored: list[str] = list(exclude)
+    identifiers: list[str] = []
+    for col in frame.columns:
+        if col == target or col in exclude:
+            continue
+        series = frame[col]
+        present = series.dropna()
+        if present.empty:
+            ignored.append(col)  # all missing: nothing to learn from
+        elif looks_like_identifier(series, str(col)):
+            ignored.append(col)
+            identifiers.append(col)
+        elif pd.api.types.is_datetime64_any_dtype(series) or looks_like_dates(series):
+            ignored.append(col)
+        elif looks_numeric(series):
+            numeric.append(col)
+        else:
+            distinct = present.nunique()
+            if len(present) >= MIN_ROWS_FOR_CARDINALITY and distinct > 0.5 * len(present):
+                ignored.append(col)  # free text or a text identifier
+            else:
+                categorical.append(col)
+    return numeric, categorical, ignored, identifiers
+
+
+def find_leaks(frame: pd.DataFrame, target: str, columns: list[str]) -> list[str]:
+    """Columns that restate the target.
+
+    Identical, a one-to-one relabelling or (numbers) perfectly correlated with the target:
+    training on them would report a useless model as perfect.
+
+    Args:
+        frame: The raw table.
+        target: Target column.
+        columns: Candidate feature columns.
+
+    Returns:
+        The leaking columns, in the order given.
+    """
+    leaks = []
+    y = frame[target]
+    for col in columns:
+        both = frame[[col, target]].dropna()
+        if len(both) < 10 or both[target].nunique() < 2:
+            continue
+        x_col, y_col = both[col], both[target]
+        if looks_numeric(x_col) and looks_numeric(y_col) and y.nunique() > MAX_INTEGER_CLASSES:
+            xs, ys = to_numbers(x_col), to_numbers(y_col)
+            if xs.std() > 0 and abs(float(xs.corr(ys))) >= 0.9999:
+                leaks.append(col)
+            continue
+        pairs = pd.DataFrame({"x": x_col.astype("str"), "y": y_col.astype("str")})
+        one_to_one = (
+            pairs.groupby("x")["y"].nunique().max() == 1
+            and pairs.groupby("y")["x"].nunique().max() == 1
+        )
+        if one_to_one:
+            leaks.append(col)
+    return leaks
+
+
+def _check_target(frame: pd.DataFrame, target: str, task: TaskType | None) -> None:
+    """Refuse targets that cannot be learned: all missing, mixed numbers and text."""
+    labels = frame[target].dropna()
+    if labels.empty:
+        raise DataError(f"target column '{target}' has no values (all missing)")
+    series = frame[target]
+    if (
+        pd.api.types.is_numeric_dtype(series)
+        or pd.api.types.is_bool_dtype(series)
+        or isinstance(series.dtype, pd.CategoricalDtype)
+    ):
+        return
+    text = labels.astype("str").str.strip()
+    parsed = pd.to_numeric(text, errors="coerce")
+    numbers, words = text[parsed.notna()], text[parsed.isna()]
+    if len(numbers) and len(words) and task != "multiclass" and task != "binary":
+        show = lambda s: ", ".join(repr(v) for v in s.unique()[:3])  # noqa: E731
+        raise DataError(
+            f"target column '{target}' mixes numbers ({show(numbers)}) and text "
+            f"({show(words)}): fix those values, or pass --task to say which it is"
+        )
+
+
+def resolve_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
+    """Resolve target, task and column roles from the spec, built-in defaults and the data.
+
+    Args:
+        frame: The raw table.
+        spec: The dataset spec from the config.
+
+    Returns:
+        The resolved schema.
+
+    Raises:
+        DataError: Target missing or unusable, named columns absent, or too few rows.
+        ConfigError: No target named, or an inconsistent image spec.
+    """
+    builtin = BUILTINS.get(spec.source) if is_builtin(spec.source) else None
+    target = spec.target or (builtin.target if builtin else None)
+    if not target:
+        raise ConfigError("no target column: pass --target COL or set dataset.target")
+    if target not in frame.columns:
+        shown = ", ".join(map(str, frame.columns[:30]))
+        more = f" (+{len(frame.columns) - 30} more)" if len(frame.columns) > 30 else ""
+        raise DataError(f"target column '{target}' not found; columns are: {shown}{more}")
+    if len(frame) < MIN_ROWS:
+        raise DataError(
+            f"only {len(frame)} row{'s' if len(frame) != 1 else ''}; "
+            f"at least {MIN_ROWS} are needed to train"
+        )
+    explicit_task = spec.task or (builtin.task if builtin else None)
+    _check_target(frame, target, explicit_task)
+    labels = frame[target].dropna()
+    task_type = explicit_task or infer_task(frame[target])
+    if task_type != "regression":
+        n_classes = labels.nunique()
+        if n_classes < 2:
+            raise DataError(
+                f"target column '{target}' has a single class ({labels.iloc[0]!r}): "
+                "nothing to learn"
+            )
+        if n_classes > max(100, len(labels) // 2):
+            raise DataError(
+                f"target column '{target}' has {n_classes} distinct values in {len(labels)} "
+                "rows: too many classes (an identifier or a number? pass --task regression)"
+            )
+    elif to_numbers(labels).isna().all():
+        raise DataError(f"target column '{target}' holds no numbers for a regression")
+    ignore = list(dict.fromkeys([*spec.ignore, *(builtin.ignore if builtin else ())]))
+    named = [*(spec.numeric or []), *(spec.categorical or []), *ignore]
+    absent = [c for c in named if c not in frame.columns]
+    if absent:
+        raise DataError(f"configured columns not in the data: {', '.join(absent)}")
+    inferred_num, inferred_cat, ignored, identifiers = infer_roles(frame, target, ignore)
+    # Explicit roles win over inference; the remaining columns keep their inferred role.
+    explicit_num, explicit_cat = list(spec.numeric or []), list(spec.categorical or [])
+    explicit = set(explicit_num) | set(explicit_cat)
+    numeric = explicit_num + [c for c in inferred_num if c not in explicit]
+    categorical = explicit_cat + [c for c in inferred_cat if c not in explicit]
+    ignored = [c for c in ignored if c not in explicit]
+    identifiers = [c for c in identifiers if c not in explicit]
+    if target in numeric + categorical:
+        raise DataError(f"target column '{target}' is also listed as a feature")
+    if identifiers:
+        log.warning(
+            "identifier column(s) %s ignored as features (unique row ids or keys); name them "
+            "in dataset.numeric to use them",
+            ", ".join(identifiers),
+        )
+    leaks = find_leaks(frame, target, [c for c in numeric + categorical if c not in explicit])
+    if leaks:
+        log.warning(
+            "leakage: %s restate(s) the target '%s'; ignored as features", ", ".join(leaks), target
+        )
+        numeric = [c for c in numeric if c not in leaks]
+        categorical = [c for c in categorical if c not in leaks]
+        ignored = [*ignored, *leaks]
+
+    image = spec.image or (builtin.image if builtin else None)
+    pixels: list[str] = []
+    shape = None
+    if image is not None:
+        pixels = list(image.pixel_columns) or [
+            str(c) for c in frame.columns if str(c).startswith(image.pixel_prefix)
+        ]
+        h, w = image.shape
+        if len(pixels) != h * w:
+            raise ConfigError(
+                f"dataset.image.shape {h}x{w} needs {h * w} pixel columns, found {len(pixels)}"
+            )
+        missing = [p for p in pixels if p not in frame.columns]
+        if missing:
+            raise DataError(f"pixel columns not in the data: {', '.join(missing[:5])}")
+        numeric = pixels + [c for c in numeric if c not in pixels]
+        categorical = [c for c in categorical if c not in pixels]
+        ignored = [c for c in ignored if c not in pixels]
+        shape = (h, w)
+    if not numeric and not categorical:
+        raise DataError("no feature columns left after removing the target and ignored columns")
+    return Schema(
+        name=dataset_name(spec),
+        target=target,
+        task=task_type,
+        numeric=numeric,
+        categorical=categorical,
+        ignore=[c for c in ignored if c != target],
+        image_shape=shape,
+        pixel_columns=pixels,
+        leakage=leaks,
+        identifiers=identifiers,
+    )

@@ -1,0 +1,1 @@
+"""The edges: reading and writing tables, MLflow, run directories, locks."""

@@ -1,0 +1,473 @@
+"""The one table reader and writer (CSV and Parquet), used by every command.
+
+Reading handles, in one place: the format from the suffix, text encoding (UTF-8 with or without
+BOM, UTF-16 with a BOM, Windows-1252 as a named fallback), the delimiter, duplicate and repeated
+header rows, decimal commas, nested Parquet columns and index columns. Every problem becomes a
+:class:`~mlpipe.errors.DataError` with one line naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlpipe.errors import DataError
+
+CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+SUFFIXES = sorted([*CSV_SUFFIXES, *PARQUET_SUFFIXES])
+DELIMITERS = (",", ";", "\t", "|")
+SNIFF_BYTES = 1 << 16
+# A text column is read as numbers with decimal commas when this share of its values look so.
+DECIMAL_COMMA_SHARE = 0.95
+_DECIMAL_COMMA = re.compile(r"^\s*[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+\s*$")
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+log = logging.getLogger("mlpipe.io")
+
+
+def table_format(path: str | Path) -> str:
+    """``csv`` or ``parquet`` from the file suffix.
+
+    Raises:
+        DataError: The suffix is neither.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    raise DataError(
+        f"unsupported file type '{suffix or '(none)'}' for {path}: use {', '.join(SUFFIXES)}"
+    )
+
+
+def check_readable(path: str | Path, what: str = "data file") -> Path:
+    """The path of an existing, readable, non-empty file of a supported type.
+
+    Raises:
+        DataError: Missing, a directory, unreadable, empty or of an unsupported type.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{what} not found: {p}")
+    if not p.is_file():
+        raise DataError(f"{what} is not a file: {p}")
+    table_format(p)
+    if not os.access(p, os.R_OK):
+        raise DataError(f"cannot read {what} {p}: permission denied")
+    if p.stat().st_size == 0:
+        raise DataError(f"{what} is empty: {p}")
+    return p
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a CSV file is read: encoding and delimiter."""
+
+    encoding: str
+    delimiter: str
+
+
+def _detect_encoding(p: Path, encoding: str) -> str:
+    with p.open("rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    if b"\x00" in head:
+        raise DataError(f"{p} is not a text CSV file (binary content)")
+    if encoding != "auto":
+        return encoding
+    bad = _first_undecodable(p, "utf-8")
+    if bad is None:
+        return "utf-8"
+    if _first_undecodable(p, "cp1252") is None:
+        log.warning(
+            "%s is not UTF-8 (byte 0x%02x at offset %d): read as Windows-1252 (latin-1); "
+            "set dataset.encoding to name the encoding",
+            p,
+            bad[1],
+            bad[0],
+        )
+        return "cp1252"
+    raise DataError(
+        f"{p} is not UTF-8 text (byte 0x{bad[1]:02x} at offset {bad[0]}): set "
+        "dataset.encoding (--set dataset.encoding=...) or re-save it as UTF-8"
+    )
+
+
+def _first_undecodable(p: Path, encoding: str) -> tuple[int, int] | None:
+    """Offset and value of the first byte ``encoding`` cannot decode, streaming the file."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    with p.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as err:
+                return offset + err.start, block[err.start]
+            offset += len(block)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return offset, 0
+    return None
+
+
+def _guess_delimiter(header_line: str, default: str) -> str:
+    """The file's delimiter: the default unless the header has none of it but another one."""
+    if default in header_line:
+        return default
+    counts = {d: header_line.count(d) for d in DELIMITERS if d != default}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else default
+
+
+def sniff_csv(path: str | Path, encoding: str = "auto") -> tuple[Dialect, list[str]]:
+    """Encoding, delimiter and header of a CSV file.
+
+    Raises:
+        DataError: Binary or undecodable content, no header, duplicate column names.
+    """
+    p = Path(path)
+    enc = _detect_encoding(p, encoding)
+    try:
+        with p.open(encoding=enc, newline="") as fh:
+            first_line = fh.readline()
+    except (UnicodeDecodeError, UnicodeError) as err:
+        raise DataError(f"{p} cannot be decoded as {enc}: {err}") from None
+    if not first_line.strip():
+        raise DataError(f"{p} has no header line (the first line is empty)")
+    default = CSV_SUFFIXES.get(p.suffix.lower(), ",")
+    delimiter = _guess_delimiter(first_line, default)
+    if delimiter != default:
+        log.info("%s: header is %r-separated; reading it that way", p, delimiter)
+    header = next(csv.reader([first_line], delimiter=delimiter), [])
+    names = [h.strip() for h in header]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(f"duplicate column names in {p}: {', '.join(map(repr, dupes))}")
+    return Dialect(encoding=enc, delimiter=delimiter), names
+
+
+def _csv_options(dialect: Dialect) -> dict[str, Any]:
+    return {"sep": dialect.delimiter, "encoding": dialect.encoding, "skipinitialspace": True}
+
+
+@contextlib.contextmanager
+def _csv_errors(p: Path, dialect: Dialect) -> Iterator[None]:
+    """Turn pandas' CSV errors into one line naming the file."""
+    try:
+        yield
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data file is empty: {p}") from None
+    except UnicodeError as err:
+        raise DataError(f"{p} cannot be decoded as {dialect.encoding}: {err}") from None
+    except (pd.errors.ParserError, ValueError) as err:
+        text = str(err).strip()
+        first = text.splitlines()[0] if text else type(err).__name__
+        raise DataError(f"cannot parse {p} as CSV: {first}") from None
+
+
+def _decimal_comma_columns(frame: pd.DataFrame) -> list[str]:
+    found = []
+    for col in frame.columns:
+        series = frame[col]
+        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            continue
+        present = series.dropna()
+        if present.empty or not all(isinstance(v, str) for v in present.head(1000)):
+            continue
+        matches = present.astype("str").str.match(_DECIMAL_COMMA)
+        if matches.mean() >= DECIMAL_COMMA_SHARE:
+            found.append(str(col))
+    return found
+
+
+def normalise(frame: pd.DataFrame, p: Path, delimiter: str | None = None) -> pd.DataFrame:
+    """Column names as stripped strings, repeated headers refused, decimal commas parsed.
+
+    Args:
+        frame: A table (or one chunk of it) as read.
+        p: Its file, for messages.
+        delimiter: The CSV delimiter; decimal commas are parsed only when it is not a comma
+            (in a comma-separated file "1,234" may be a thousands separator).
+
+    Returns:
+        A new frame.
+
+    Raises:
+        DataError: A row repeats the header (files concatenated with their headers).
+    """
+    out = frame.copy(deep=False)
+    out.columns = [str(c).strip() for c in out.columns]
+    text_cols = [c for c in out.columns if not pd.api.types.is_numeric_dtype(out[c])]
+    if text_cols and len(out):
+        first = text_cols[0]
+        repeated = out[first].astype("str").str.strip() == first
+        for col in out.columns[1:]:
+            if not repeated.any():
+                break
+            repeated &= out[col].astype("str").str.strip() == col
+        if repeated.any():
+            where = out.index[repeated.to_numpy()][0]
+            raise DataError(
+                f"{p}: {int(repeated.sum())} row(s) repeat the header (first at data row "
+                f"{int(where) + 1}): files concatenated with their headers? remove those rows"
+            )
+    decimal = _decimal_comma_columns(out)
+    if decimal and delimiter not in (None, ","):
+        for col in decimal:
+            text = out[col].astype("str").str.strip()
+            text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+            out[col] = pd.to_numeric(text.where(out[col].notna()), errors="coerce")
+        log.warning("%s: read decimal commas as numbers in %s", p, ", ".join(decimal))
+    elif decimal:
+        log.warning(
+            "%s: %s hold numbers with a decimal comma in a comma-separated file; they are "
+            "read as text (use ';' as the delimiter, or '.' as the decimal mark)",
+            p,
+            ", ".join(decimal),
+        )
+    return out
+
+
+def _flatten_nested(table: Any, p: Path) -> Any:
+    """Nested Parquet columns (lists, structs, maps) as JSON text: hashable, comparable, named."""
+    import pyarrow as pa
+
+    nested = [f.name for f in table.schema if pa.types.is_nested(f.type)]
+    for name in nested:
+        index = table.schema.get_field_index(name)
+        values = [
+            None if v is None else json.dumps(v, default=str, sort_keys=True)
+            for v in table.column(name).to_pylist()
+        ]
+        table = table.set_column(index, name, pa.array(values, type=pa.string()))
+    if nested:
+        log.warning("%s: nested columns %s read as JSON text", p, ", ".join(nested))
+    return table
+
+
+def _parquet_to_frame(table: Any, p: Path) -> pd.DataFrame:
+    names = table.column_names
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(f"duplicate column names in {p}: {', '.join(map(repr, dupes))}")
+    frame = _flatten_nested(table, p).to_pandas()
+    if not isinstance(frame.index, pd.RangeIndex):
+        frame = frame.reset_index()  # a stored index is data (often an id), not row order
+    return frame
+
+
+def read_table(path: str | Path, encoding: str = "auto") -> pd.DataFrame:
+    """Read a whole CSV or Parquet file into a DataFrame, with one clear error per problem.
+
+    Args:
+        path: File path; the suffix picks the format.
+        encoding: Text encoding of a CSV file, or ``auto``.
+
+    Returns:
+        The table, with at least one row and one column.
+
+    Raises:
+        DataError: Missing, unreadable, malformed or empty file, duplicate or repeated header.
+    """
+    p = check_readable(path)
+    if table_format(p) == "parquet":
+        frame = normalise(_parquet_to_frame(_read_parquet_table(p), p), p)
+    else:
+        dialect, _ = sniff_csv(p, encoding)
+        with _csv_errors(p, dialect):
+            raw = pd.read_csv(p, low_memory=False, **_csv_options(dialect))
+        frame = normalise(raw, p, dialect.delimiter)
+    if frame.shape[1] == 0:
+        raise DataError(f"data file has no columns: {p}")
+    if len(frame) == 0:
+        raise DataError(f"data file has a header but no rows: {p}")
+    return frame
+
+
+def _read_parquet_table(p: Path) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(p)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"cannot read {p} as Parquet: {str(err).splitlines()[0]}") from None
+
+
+def iter_table(path: str | Path, chunk_rows: int, encoding: str = "auto") -> Iterator[pd.DataFrame]:
+    """Yield a CSV or Parquet file in chunks of ``chunk_rows`` rows, never loading it whole.
+
+    Each chunk is normalised like :func:`read_table` does it.
+
+    Raises:
+        DataError: As :func:`read_table`, possibly after earlier chunks were yielded.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = check_readable(path)
+    if table_format(p) == "parquet":
+        try:
+            source = pq.ParquetFile(p)
+            for batch in source.iter_batches(batch_size=chunk_rows):
+                table = pa.Table.from_batches([batch])
+                yield normalise(_parquet_to_frame(table, p), p)
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"cannot read {p} as Parquet: {str(err).splitlines()[0]}") from None
+        return
+    dialect, _ = sniff_csv(p, encoding)
+    with (
+        _csv_errors(p, dialect),
+        pd.read_csv(p, chunksize=chunk_rows, **_csv_options(dialect)) as reader,
+    ):
+        for chunk in reader:
+            yield normalise(chunk, p, dialect.delimiter)
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """SHA-256 over every row, the column names and dtypes.
+
+    MLflow's own dataset digest hashes only the first 10,000 rows; this one covers the whole
+    content, independent of the file format it came from.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def head(path: str | Path, rows: int = 1000, encoding: str = "auto") -> pd.DataFrame:
+    """The first ``rows`` rows of a table (for schemas and samples)."""
+    return next(iter_table(path, rows, encoding))
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path) -> str:
+    """Write a frame atomically (temp file + rename), so no half-written file is ever read."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.partial")
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return str(target)
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """Read a Parquet file written by :func:`write_parquet`."""
+    return pd.read_parquet(path)
+
+
+def write_text(text: str, path: str | Path) -> str:
+    """Write a text file atomically, creating its folder."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.partial")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return str(target)
+
+
+class TableWriter:
+    """Appends frames to a CSV or Parquet file that appears only on :meth:`commit`.
+
+    Chunks go to a hidden partial file beside the target; :meth:`abort` (or leaving the
+    ``with`` block by an exception) removes it, so a failed job leaves nothing half-written.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.format = table_format(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = self.path.with_name(f".{self.path.name}.partial")
+        self.partial.unlink(missing_ok=True)
+        self.rows = 0
+        self._parquet: Any = None
+        self._csv: Any = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append one chunk (same columns as the first)."""
+        if self.format == "csv":
+            if self._csv is None:
+                self._csv = self.partial.open("w", encoding="utf-8", newline="")
+                frame.to_csv(self._csv, index=False)
+            else:
+                frame.to_csv(self._csv, index=False, header=False)
+        else:
+            self._write_parquet(frame)
+        self.rows += len(frame)
+
+    def _write_parquet(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self.partial, table.schema)
+        schema = self._parquet.schema
+        try:
+            table = table.cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+            changed = [f.name for f in table.schema if f.type != schema.field(f.name).type]
+            raise DataError(
+                f"columns {', '.join(changed)} change type between chunks "
+                f"({', '.join(str(schema.field(c).type) for c in changed)} first): write CSV "
+                "output, or use a larger --chunk-rows"
+            ) from None
+        self._parquet.write_table(table)
+
+    def _close(self) -> None:
+        if self._csv is not None:
+            self._csv.close()
+            self._csv = None
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+
+    def commit(self) -> str:
+        """Close the partial file and move it into place; return the target path."""
+        self._close()
+        if not self.partial.exists():
+            raise DataError(f"nothing was written to {self.path}")
+        os.replace(self.partial, self.path)
+        return str(self.path)
+
+    def abort(self) -> None:
+        """Close and delete the partial file."""
+        self._close()
+        self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None or self.partial.exists():
+            self.abort()

@@ -1,0 +1,1 @@
+"""Learning logic on arrays: the metric table, training, promotion statistics, drift."""

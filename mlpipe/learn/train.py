@@ -1,0 +1,292 @@
+"""Training: the one ``fit`` entry point used by the flow, the model tests and the benchmarks.
+
+``fit`` takes cleaned train and validation rows and returns the served :class:`Predictor`
+(fitted preprocessing + network) together with the two other candidates every run is judged
+against: the scikit-learn baseline and a trivial predictor (class priors or the mean).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from mlpipe.config import FeatureConfig, TrainConfig
+from mlpipe.data.features import fit_preprocessor
+from mlpipe.errors import ConfigError, TrainingError
+from mlpipe.serving.nets import build_network
+from mlpipe.serving.predictor import Predictor, transform
+from mlpipe.serving.schema import Schema
+
+EpochCallback = Callable[[dict[str, float]], None]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def encode_target(y: pd.Series, classes: list[Any] | None) -> np.ndarray:
+    """Class labels to indices into ``classes``; regression targets to float32."""
+    if classes is None:
+        return y.to_numpy(dtype=np.float32)
+    index = {c: i for i, c in enumerate(classes)}
+    return np.asarray([index[v] for v in y], dtype=np.int64)
+
+
+def pick_device(choice: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a config error."""
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda, but torch sees no CUDA device here: use auto or cpu")
+    return torch.device(choice)
+
+
+def network_spec(
+    schema: Schema, n_inputs: int, classes: list[Any] | None, cfg: TrainConfig
+) -> dict[str, Any]:
+    """The JSON spec the network is built from (stored with the model)."""
+    if cfg.architecture == "cnn" and schema.image_shape is None:
+        raise ConfigError("train.architecture=cnn needs an image dataset (dataset.image)")
+    return {
+        "architecture": cfg.architecture,
+        "task": schema.task,
+        "n_inputs": n_inputs,
+        "n_outputs": len(classes) if classes else 1,
+        "hidden_layers": list(cfg.hidden_layers),
+        "dropout": cfg.dropout,
+        "image_shape": list(schema.image_shape) if schema.image_shape else None,
+    }
+
+
+def fit_network(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    spec: dict[str, Any],
+    cfg: TrainConfig,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[nn.Module, list[dict[str, float]], int]:
+    """Train with Adam and early stopping on validation loss; return the best weights.
+
+    Args:
+        x_train: Training features, float32.
+        y_train: Class indices (int64) or standardised regression targets (float32).
+        x_val: Validation features.
+        y_val: Validation targets, encoded like ``y_train``.
+        spec: Network spec for :func:`build_network`.
+        cfg: Training settings.
+        seed: Seed for initialisation and batch order.
+        on_epoch: Called with each epoch's metrics (``epoch``, ``train_loss``, ``val_loss``,
+            and ``train_accuracy``/``val_accuracy`` for classification).
+
+    Returns:
+        ``(network on CPU with the best validation weights, history, best epoch)``.
+
+    Raises:
+        TrainingError: The loss became infinite or NaN (a learning rate far too high).
+    """
+    seed_everything(seed)
+    device = pick_device(cfg.device)
+    classify = spec["task"] != "regression"
+    net = build_network(spec).to(device)
+    loss_fn: nn.Module = nn.CrossEntropyLoss() if classify else nn.MSELoss()
+    optimiser = torch.optim.Adam(
+        net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+    )
+    # torch.tensor copies: arrays read from Parquet are read-only views.
+    xt, yt = torch.tensor(x_train, device=device), torch.tensor(y_train, device=device)
+    xv, yv = torch.tensor(x_val, device=device), torch.tensor(y_val, device=device)
+    if not classify:
+        yt, yv = yt.unsqueeze(1), yv.unsqueeze(1)
+    generator = torch.Generator().manual_seed(seed)
+    best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
+    history: list[dict[str, float]] = []
+    for epoch in range(1, cfg.max_epochs + 1):
+        net.train()
+        order = torch.randperm(len(xt), generator=generator).to(device)
+        total, correct = 0.0, 0
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            optimiser.zero_grad()
+            out = net(xt[idx])
+            loss = loss_fn(out, yt[idx])
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(idx)
+            if classify:
+                correct += int((out.argmax(1) == yt[idx]).sum())
+        net.eval()
+        with torch.no_grad():
+            val_out = net(xv)
+            val_loss = float(loss_fn(val_out, yv))
+        train_loss = total / len(xt)
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            raise TrainingError(
+                f"training diverged at epoch {epoch} (train loss {train_loss:.3g}, validation "
+                f"loss {val_loss:.3g}): lower train.learning_rate (now {cfg.learning_rate:g})"
+            )
+        row = {"epoch": float(epoch), "train_loss": train_loss, "val_loss": val_loss}
+        if classify:
+            row["train_accuracy"] = correct / len(xt)
+            row["val_accuracy"] = float((val_out.argmax(1) == yv).float().mean())
+        history.append(row)
+        if on_epoch:
+            on_epoch(row)
+        if val_loss < best_loss - 1e-6:
+            best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(net.state_dict())
+        elif epoch - best_epoch >= cfg.patience:
+            break
+    net.load_state_dict(best_state)
+    return net.cpu().eval(), history, best_epoch
+
+
+def fit_baseline(x: np.ndarray, y: np.ndarray, classify: bool, kind: str, seed: int) -> Any:
+    """Fit the scikit-learn comparison model (``linear`` or ``hgb``)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    model: Any
+    if kind == "hgb":
+        model = (
+            HistGradientBoostingClassifier(random_state=seed)
+            if classify
+            else HistGradientBoostingRegressor(random_state=seed)
+        )
+    else:
+        model = LogisticRegression(max_iter=5000) if classify else Ridge()
+    return model.fit(x, y)
+
+
+def fit_trivial(y: np.ndarray, classify: bool) -> Any:
+    """The trivial predictor: training class priors, or the training mean."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    model = DummyClassifier(strategy="prior") if classify else DummyRegressor(strategy="mean")
+    return model.fit(np.zeros((len(y), 1)), y)
+
+
+def model_outputs(model: Any, x: np.ndarray, n_classes: int | None) -> np.ndarray:
+    """A scikit-learn model's outputs: probabilities over all classes, or predictions."""
+    if not n_classes:
+        return np.asarray(model.predict(x), dtype=np.float64)
+    proba = np.zeros((len(x), n_classes))
+    proba[:, model.classes_] = model.predict_proba(x).astype(np.float64)
+    # float32 inputs give float32 probabilities whose rows miss 1.0 by rounding; renormalise.
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class Fitted:
+    """What ``fit`` produced: the served predictor and the two comparison candidates."""
+
+    predictor: Predictor
+    history: list[dict[str, float]]
+    best_epoch: int
+    seconds: float
+    baseline: Any | None
+    baseline_kind: str
+    trivial: Any
+
+    def outputs(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Outputs of every candidate on raw rows (``network``, ``baseline``, ``trivial``)."""
+        return candidate_outputs(self.predictor, self.baseline, self.trivial, rows)
+
+
+def candidate_outputs(
+    predictor: Predictor, baseline: Any | None, trivial: Any, rows: pd.DataFrame
+) -> dict[str, np.ndarray]:
+    """Outputs of the network, the baseline (when trained) and the trivial model on raw rows."""
+    n_classes = len(predictor.meta.get("classes") or []) or None
+    x = predictor.features(rows)
+    out = {
+        "network": predictor.raw_outputs(x),
+        "trivial": model_outputs(trivial, np.zeros((len(x), 1)), n_classes),
+    }
+    if baseline is not None:
+        out["baseline"] = model_outputs(baseline, x, n_classes)
+    return out
+
+
+def fit(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    schema: Schema,
+    classes: list[Any] | None,
+    cfg: TrainConfig,
+    features: FeatureConfig | Any,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+) -> Fitted:
+    """Fit preprocessing (or use a fitted one), the network, the baseline and the trivial model.
+
+    Args:
+        train: Cleaned training rows (features and target).
+        val: Cleaned validation rows (early stopping).
+        schema: Resolved column roles.
+        classes: Class labels in output order (``None`` for regression).
+        cfg: Training settings.
+        features: A :class:`FeatureConfig` to fit a preprocessor on ``train``, or a fitted one.
+        seed: Seed of initialisation and batch order.
+        on_epoch: Called with each epoch's metrics.
+
+    Returns:
+        The fitted candidates.
+
+    Raises:
+        TrainingError: The network diverged.
+        ConfigError: The architecture does not fit the data, or the device is unavailable.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    pick_device(cfg.device)
+    preprocessor = (
+        fit_preprocessor(train, schema, features)
+        if isinstance(features, FeatureConfig)
+        else features
+    )
+    x_train, x_val = transform(preprocessor, schema, train), transform(preprocessor, schema, val)
+    y_train = encode_target(train[schema.target], classes)
+    y_val = encode_target(val[schema.target], classes)
+    meta: dict[str, Any] = {"schema": schema.model_dump(mode="json"), "classes": classes}
+    classify = classes is not None
+    net_y_train, net_y_val = y_train, y_val
+    if not classify:
+        # Standardise the target with training statistics; the predictor undoes it.
+        mean, std = float(y_train.mean()), float(y_train.std()) or 1.0
+        meta.update(target_mean=mean, target_std=std)
+        net_y_train, net_y_val = (y_train - mean) / std, (y_val - mean) / std
+    spec = network_spec(schema, x_train.shape[1], classes, cfg)
+    meta["network"] = spec
+    started = time.perf_counter()
+    net, history, best_epoch = fit_network(
+        x_train, net_y_train, x_val, net_y_val, spec, cfg, seed, on_epoch
+    )
+    seconds = time.perf_counter() - started
+    baseline = None
+    if cfg.baseline != "none":
+        baseline = fit_baseline(x_train, y_train, classify, cfg.baseline, seed)
+    return Fitted(
+        predictor=Predictor(preprocessor, net, meta),
+        history=history,
+        best_epoch=best_epoch,
+        seconds=seconds,
+        baseline=baseline,
+        baseline_kind=cfg.baseline,
+        trivial=fit_trivial(y_train, classify),
+    )

@@ -1,0 +1,94 @@
+"""Pre-flight: every config value checked against the resolved schema before any heavy work.
+
+Runs right after loading (in the CLI before Prefect starts, and in the flow's load stage), so a
+config that cannot finish never trains: unknown metrics or slices, cleaning rules for absent
+columns, a CNN without images, a GPU that is not there, an invalid model name, a split that
+leaves a class without training rows.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mlpipe.config import Config, check_name
+from mlpipe.data.datasets import model_name
+from mlpipe.errors import ConfigError, DataError
+from mlpipe.learn.metrics import DEFAULT_PRIMARY, for_task
+from mlpipe.serving.schema import Schema
+
+
+def config_problems(config: Config, schema: Schema) -> list[str]:
+    """Config values that cannot work with this schema (empty when all is well)."""
+    problems: list[str] = []
+    task = schema.task
+    known = for_task(task)
+    promo = config.promotion
+    metric = promo.metric or DEFAULT_PRIMARY[task]
+    if metric not in known:
+        problems.append(f"promotion.metric '{metric}' is not a {task} metric ({', '.join(known)})")
+    wrong = [k for k in promo.min_metrics if k not in known]
+    if wrong:
+        problems.append(
+            f"promotion.min_metrics names {', '.join(wrong)}: "
+            f"not {task} metrics ({', '.join(known)})"
+        )
+    if promo.test == "mcnemar" and metric != "accuracy":
+        problems.append(f"promotion.test=mcnemar compares accuracy, but the metric is {metric}")
+    for name in promo.slices:
+        if name == "class":
+            continue  # per-class slices; a regression simply has none
+        if name not in schema.features:
+            problems.append(f"promotion.slices names '{name}', which is not a feature column")
+    unknown = sorted(set(config.clean.missing) - set(schema.features))
+    if unknown:
+        problems.append(f"clean.missing names columns that are not features: {', '.join(unknown)}")
+    if config.train.architecture == "cnn" and schema.image_shape is None:
+        problems.append("train.architecture=cnn needs an image dataset (dataset.image)")
+    if config.train.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            problems.append("train.device=cuda, but torch sees no CUDA device here")
+    try:
+        check_name(model_name(config.dataset, config.tracking.model_name), "model name")
+    except ValueError as err:
+        problems.append(str(err))
+    return problems
+
+
+def data_problems(config: Config, schema: Schema, frame: pd.DataFrame) -> list[str]:
+    """What the data itself rules out with this config: split key, classes too small to split."""
+    problems: list[str] = []
+    key = config.split.key
+    if key is not None and key not in frame.columns:
+        problems.append(f"split.key '{key}' is not a column of the data")
+    rows = len(frame)
+    for name, share in (("test", config.split.test_size), ("validation", config.split.val_size)):
+        if rows * share < 1:
+            problems.append(f"{rows} rows leave no {name} rows at split size {share}")
+    if schema.task != "regression":
+        counts = frame[schema.target].dropna().value_counts()
+        single = [str(label) for label, n in counts.items() if n < 2]
+        if single:
+            shown = ", ".join(repr(s) for s in single[:5])
+            problems.append(
+                f"class(es) {shown} have a single row: a class needs at least 2 rows "
+                "(one to learn from, one to check); remove or merge them"
+            )
+    return problems
+
+
+def check(config: Config, schema: Schema, frame: pd.DataFrame | None = None) -> None:
+    """Raise one error listing everything wrong, or return quietly.
+
+    Raises:
+        ConfigError: A config value cannot work with this data.
+        DataError: The data cannot be split or learned with this config.
+    """
+    problems = config_problems(config, schema)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    if frame is not None:
+        problems = data_problems(config, schema, frame)
+        if problems:
+            raise DataError("; ".join(problems))

@@ -1,0 +1,1 @@
+"""Data quality: suites, the fast engine and Great Expectations, the gate, reports."""

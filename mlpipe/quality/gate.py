@@ -1,0 +1,183 @@
+"""The data-quality gate: one owner for turning a validation report into a decision.
+
+Critical expectations stop the flow. Row-level expectations (``meta.severity: row``) split the
+data: passing rows go on, failing rows are quarantined with their reasons, and the gate fails when
+the quarantined share exceeds its limit.
+
+``mostly`` on a new batch is judged with its size in mind (:class:`MostlyTally`): a one-sided
+binomial test asks whether the batch's failure rate is significantly above what ``mostly``
+allows, so one missing value in 20 rows does not stop a batch while a real rise still does.
+Counts are summed over chunks and judged once for the whole input.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+from scipy import stats
+
+from mlpipe.quality import fastcheck, gx
+from mlpipe.quality.results import ExpectationResult, ValidationReport
+
+REASONS_COLUMN = "quarantine_reasons"
+
+
+class GateOutcome(BaseModel):
+    """What the gate decided: counts, reasons and the failures (if any)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rows_in: int
+    rows_passed: int
+    rows_quarantined: int
+    reasons: dict[str, int]
+    critical: list[ExpectationResult]
+    max_quarantine_rate: float
+    mostly_failures: list[str] = []
+
+    @property
+    def quarantine_rate(self) -> float:
+        """Share of rows quarantined."""
+        return self.rows_quarantined / self.rows_in if self.rows_in else 0.0
+
+    @property
+    def passed(self) -> bool:
+        """No critical failure, no ``mostly`` failure and the quarantine within its limit."""
+        return (
+            not self.critical
+            and not self.mostly_failures
+            and self.quarantine_rate <= self.max_quarantine_rate
+        )
+
+
+def run_checks(frame: pd.DataFrame, suite: dict[str, Any], engine: str) -> ValidationReport:
+    """Evaluate a suite with the configured engine (``fast`` or ``gx``)."""
+    return fastcheck.evaluate(frame, suite) if engine == "fast" else gx.run_suite(frame, suite)
+
+
+def reason_code(result: ExpectationResult) -> str:
+    """Short reason of a row-level failure: expectation type and column."""
+    return f"{result.expectation.removeprefix('expect_')}:{result.column}"
+
+
+class MostlyTally:
+    """Failure counts of ``mostly`` expectations, summed over chunks, judged for the batch.
+
+    Args:
+        alpha: Significance level of the one-sided binomial test.
+    """
+
+    def __init__(self, alpha: float):
+        self.alpha = alpha
+        self.counts: dict[tuple[str, str | None], list[float]] = {}
+
+    @staticmethod
+    def covers(result: ExpectationResult) -> bool:
+        """Whether ``result`` is a critical ``mostly`` check judged over the whole batch."""
+        return result.mostly is not None and result.severity != "row" and result.error is None
+
+    def add(self, results: list[ExpectationResult]) -> None:
+        """Record one chunk's counts for every ``mostly`` expectation, passed or failed."""
+        for r in results:
+            if self.covers(r):
+                entry = self.counts.setdefault((r.expectation, r.column), [0, 0, r.mostly or 1])
+                entry[0] += r.unexpected_count
+                entry[1] += r.total
+
+    def failures(self) -> list[str]:
+        """The ``mostly`` expectations the batch misses significantly, one line each."""
+        out = []
+        for (kind, column), (bad, total, share) in self.counts.items():
+            if not total or bad / total <= 1 - share:
+                continue
+            allowed = 1 - share
+            p_value = stats.binomtest(int(bad), int(total), allowed, alternative="greater").pvalue
+            if p_value < self.alpha:
+                out.append(
+                    f"{kind} on column '{column}': {int(bad)} of {int(total)} rows fail "
+                    f"({bad / total:.1%}, mostly={share} allows {allowed:.1%}; binomial "
+                    f"p={p_value:.2g} < {self.alpha})"
+                )
+        return out
+
+
+def apply_gate(
+    frame: pd.DataFrame,
+    report: ValidationReport,
+    max_quarantine_rate: float,
+    tally: MostlyTally | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, GateOutcome]:
+    """Split rows by the report: passing rows, quarantined rows (with reasons), outcome.
+
+    A row-level expectation quarantines every row it flags, whatever its ``mostly``: the
+    quarantine rate is the tolerance. A row-level failure that names no rows (an error, or
+    a table-level check) is treated as critical. With a ``tally`` (a new batch), critical
+    ``mostly`` checks are left to the tally instead of failing here.
+
+    Args:
+        frame: The validated table (positions match the report's row indexes).
+        report: Validation report.
+        max_quarantine_rate: Largest tolerated share of quarantined rows.
+        tally: Batch mode: collects ``mostly`` counts; judge them with :func:`with_mostly`.
+
+    Returns:
+        ``(passing, quarantined, outcome)``; ``quarantined`` has the original columns plus
+        ``quarantine_reasons``.
+    """
+    data = frame.reset_index(drop=True)
+    reasons: dict[int, list[str]] = {}
+    critical: list[ExpectationResult] = []
+    if tally is not None:
+        tally.add(report.results)
+    for result in report.results:
+        row_level = result.severity == "row" and result.column is not None
+        if row_level and result.error is None and (result.unexpected_index or result.success):
+            for position in result.unexpected_index:
+                reasons.setdefault(position, []).append(reason_code(result))
+        elif not result.success and not (tally is not None and tally.covers(result)):
+            critical.append(result)
+    flagged = sorted(reasons)
+    quarantined = data.iloc[flagged].copy()
+    quarantined[REASONS_COLUMN] = ["; ".join(reasons[p]) for p in flagged]
+    passing = data.drop(index=flagged).reset_index(drop=True)
+    counts = Counter(code for codes in reasons.values() for code in codes)
+    outcome = GateOutcome(
+        rows_in=len(data),
+        rows_passed=len(passing),
+        rows_quarantined=len(flagged),
+        reasons=dict(counts.most_common()),
+        critical=critical,
+        max_quarantine_rate=max_quarantine_rate,
+    )
+    return passing, quarantined.reset_index(drop=True), outcome
+
+
+def with_mostly(outcome: GateOutcome, tally: MostlyTally) -> GateOutcome:
+    """The outcome with the batch's ``mostly`` verdicts added."""
+    return outcome.model_copy(update={"mostly_failures": tally.failures()})
+
+
+def failure_message(report: ValidationReport, outcome: GateOutcome) -> str:
+    """One line naming why the gate failed."""
+    if outcome.critical:
+        first = outcome.critical[0]
+        line = (
+            f"data validation failed ({len(outcome.critical)} critical of "
+            f"{len(report.results)} expectations, suite '{report.suite}'): {first.describe()}"
+        )
+        if len(outcome.critical) > 1:
+            line += f" [+{len(outcome.critical) - 1} more, see the validation summary]"
+        return line
+    if outcome.mostly_failures:
+        more = len(outcome.mostly_failures) - 1
+        extra = f" [+{more} more]" if more else ""
+        return f"data validation failed: {outcome.mostly_failures[0]}{extra}"
+    top = ", ".join(f"{k} ({v})" for k, v in list(outcome.reasons.items())[:3])
+    return (
+        f"data validation failed: {outcome.rows_quarantined} of {outcome.rows_in} rows "
+        f"quarantined ({outcome.quarantine_rate:.1%} > limit {outcome.max_quarantine_rate:.1%}); "
+        f"top reasons: {top}"
+    )

@@ -1,0 +1,92 @@
+"""What a registered version carries besides its model, read through the tracking module.
+
+Its schema, the suite that gated its training, its training profile and its split spec.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from mlpipe.config import DriftConfig
+from mlpipe.data.split import SplitSpec
+from mlpipe.errors import RegistryError
+from mlpipe.handoff import ServingModel
+from mlpipe.io import tracking
+from mlpipe.learn.drift import DriftReport, Profile, compare
+from mlpipe.serving.schema import Schema, coerce_features
+
+SCHEMA_ARTIFACT = "data/schema.json"
+SUITE_ARTIFACT = "validation/suite.json"
+PROFILE_ARTIFACT = "drift/reference_profile.json"
+SPLIT_TAG = "mlpipe.split"
+
+
+def resolve(name: str, version: str | None = None) -> ServingModel:
+    """A version (default: the champion) with the schema and suite it was trained with.
+
+    Raises:
+        RegistryError: No such model or version, or a version not trained by mlpipe.
+    """
+    mv = tracking.version_info(name, version)
+    schema = tracking.load_dict(str(mv.run_id), SCHEMA_ARTIFACT)
+    if schema is None:
+        raise RegistryError(
+            f"{name} v{mv.version} was not trained by mlpipe (no {SCHEMA_ARTIFACT})"
+        )
+    return ServingModel(
+        name=name,
+        version=str(mv.version),
+        run_id=str(mv.run_id),
+        uri=f"models:/{name}/{mv.version}",
+        dataset=Schema.model_validate(schema),
+        suite=tracking.load_dict(str(mv.run_id), SUITE_ARTIFACT),
+    )
+
+
+def split_spec(tags: dict[str, str]) -> SplitSpec | None:
+    """The split spec a version recorded, or ``None`` (versions from before hash splits)."""
+    raw = tags.get(SPLIT_TAG)
+    if not raw:
+        return None
+    try:
+        return SplitSpec.model_validate(json.loads(raw))
+    except (ValueError, TypeError):
+        return None
+
+
+def champion_profile(model_name: str) -> tuple[str, Profile] | None:
+    """The champion's version and training profile, if there is a champion with a profile."""
+    current = tracking.champion(model_name)
+    if current is None:
+        return None
+    data = tracking.load_dict(current.run_id, PROFILE_ARTIFACT)
+    return (current.version, Profile.model_validate(data)) if data else None
+
+
+def measure_drift(
+    frame: pd.DataFrame, schema: Schema, model_name: str, cfg: DriftConfig
+) -> tuple[str, DriftReport] | None:
+    """Drift of raw rows against the champion; ``None`` when there is nothing to compare to."""
+    found = champion_profile(model_name)
+    if found is None:
+        return None
+    version, profile = found
+    coerced, _ = coerce_features(frame, schema)
+    return version, compare(profile, coerced, threshold=cfg.psi_threshold)
+
+
+def champion_outputs(uri: str, rows: pd.DataFrame, classes: list[Any] | None) -> Any:
+    """A registered model's outputs on raw rows: probabilities in ``classes`` order, or values."""
+    import numpy as np
+
+    out = tracking.load_pyfunc(uri).predict(rows)
+    if classes is None:
+        return out["prediction"].to_numpy(dtype=np.float64)
+    columns = [f"proba_{c}" for c in classes]
+    proba = np.column_stack(
+        [out[c].to_numpy(dtype=np.float64) if c in out else np.zeros(len(out)) for c in columns]
+    )
+    return proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)

@@ -1,0 +1,1 @@
+"""Reports people read: plots, the validation report, the model card (Markdown -> HTML)."""

@@ -1,0 +1,104 @@
+"""Process-level setup done by entry points (never at import): env defaults, logging, signals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import warnings
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from mlpipe.secrets import redact
+
+# setdefault: anything the user exported wins.
+ENV_DEFAULTS = {
+    # Prefect: no telemetry, a patient temporary server, no per-task "Finished" noise, and our
+    # own `mlpipe.*` loggers forwarded to Prefect (console and, under a server, its UI).
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "WARNING",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "mlpipe",
+    # ...and outside a flow run (e.g. `mlpipe validate`) they simply stay local.
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    # MLflow / Great Expectations / others: telemetry off, no progress bars, quiet git probing.
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "GX_ANALYTICS_ENABLED": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived outside a flow run (inside one, Prefect raises its own signal)."""
+
+
+def configure_environment() -> None:
+    """Set environment defaults for Prefect, MLflow and GX before they are imported."""
+    for key, value in ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    # Libraries calling APIs that pandas 3 deprecates: their problem, not the user's.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="mlflow")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="great_expectations")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
+
+
+def _redacting_factory(base: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """Wrap the record factory so no log line of any library carries a credential."""
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken %-format: leave the record as the library made it
+            return record
+        safe = redact(message)
+        if safe != message:
+            record.msg, record.args = safe, None
+        return record
+
+    make._mlpipe = True  # type: ignore[attr-defined]
+    return make
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (it may be replaced, e.g. by tests)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Show ``mlpipe.*`` progress on stderr; redact credentials in every log record."""
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "_mlpipe", False):
+        logging.setLogRecordFactory(_redacting_factory(factory))
+    log = logging.getLogger("mlpipe")
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not any(getattr(h, "_mlpipe", False) for h in log.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler._mlpipe = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    # Prefect adds its own console handler to extra loggers; ours already prints them.
+    log.propagate = False
+    if not verbose:
+        # MLflow announces table creation and each registered version at INFO.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+def handle_sigterm() -> None:
+    """Turn SIGTERM into an exception, so cleanup runs (runs closed, temp servers stopped)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)

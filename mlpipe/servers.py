@@ -1,0 +1,82 @@
+"""Local Prefect and MLflow servers: their command lines, environments and health checks.
+
+Database URLs (which may hold credentials) reach the servers only through the environment,
+never the command line, where ``ps`` shows them to every user of the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from mlpipe.errors import ConfigError
+from mlpipe.secrets import has_secret
+
+MLFLOW_BACKEND_ENV = "MLPIPE_MLFLOW_BACKEND_URI"
+PREFECT_DB_ENV = "PREFECT_API_DATABASE_CONNECTION_URL"
+
+
+def no_secret_in_argv(value: str | None, option: str, env: str) -> None:
+    """Refuse a password on the command line.
+
+    Raises:
+        ConfigError: ``value`` holds a password.
+    """
+    if value and has_secret(value):
+        raise ConfigError(
+            f"{option} holds a password, and command lines are visible to every user (ps): "
+            f"put the URL in ${env} instead"
+        )
+
+
+def mlflow_command(
+    host: str, port: int, backend_uri: str | None, artifacts: str, allowed_hosts: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """``mlflow server`` with one worker and no job runner; the backend URL via environment."""
+    backend = (
+        backend_uri
+        or os.environ.get(MLFLOW_BACKEND_ENV)
+        or (f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+    )
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port)]
+    cmd += ["--workers", "1", "--artifacts-destination", str(Path(artifacts).resolve())]
+    if allowed_hosts:
+        cmd += ["--allowed-hosts", allowed_hosts]
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        # `mlflow server` reads its backend from the environment: no database URL in `ps`.
+        "MLFLOW_BACKEND_STORE_URI": backend,
+    }
+    return cmd, env
+
+
+def prefect_command(
+    host: str, port: int, database_url: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """``prefect server start`` on ``host:port``, on SQLite or the given PostgreSQL URL."""
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # What the browser calls; behind a container port mapping the caller sets it.
+    env.setdefault("PREFECT_UI_API_URL", f"http://{host}:{port}/api")
+    if database_url:
+        env[PREFECT_DB_ENV] = database_url
+    env.pop("PREFECT_API_URL", None)  # the server must not point at itself or another one
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
+    return cmd, env
+
+
+def wait_healthy(url: str, timeout: float = 120.0) -> bool:
+    """Poll ``url`` until it answers 200, or give up after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # local health endpoints only
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False

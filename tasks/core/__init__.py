@@ -1,1 +1,0 @@
-"""Shared building blocks of the stages: config, data, schema, MLflow, GX, networks."""

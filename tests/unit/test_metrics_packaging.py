@@ -1,0 +1,62 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlpipe.learn.metrics import DEFAULT_PRIMARY, METRICS, for_task, score, score_all
+from mlpipe.packaging import input_example, pip_requirements
+from mlpipe.serving.schema import Schema
+
+
+def test_classification_metrics_match_hand_computed_values():
+    y = np.array([0, 1, 1, 0])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
+    m = score_all("binary", y, proba, 2)
+    assert m["accuracy"] == 0.75
+    assert m["roc_auc"] == 1.0, "every positive scores above every negative"
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4, 0.7])))
+
+
+def test_roc_auc_left_out_when_a_class_is_absent():
+    proba = np.array([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1]])
+    assert "roc_auc" not in score_all("multiclass", np.array([0, 1]), proba, 3)
+    assert score("roc_auc", np.array([0, 1]), proba, 3) is None
+
+
+def test_regression_metrics():
+    m = score_all("regression", np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]), None)
+    assert m["mae"] == pytest.approx(2 / 3)
+    assert m["rmse"] == pytest.approx(np.sqrt(4 / 3))
+
+
+def test_one_table_covers_every_task():
+    assert DEFAULT_PRIMARY == {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
+    assert (
+        set(for_task("binary"))
+        == set(for_task("multiclass"))
+        == {
+            "accuracy",
+            "macro_f1",
+            "roc_auc",
+            "log_loss",
+        }
+    )
+    assert set(for_task("regression")) == {"rmse", "mae", "r2"}
+    assert {name for name, m in METRICS.items() if not m.higher_is_better} == {
+        "log_loss",
+        "rmse",
+        "mae",
+    }
+
+
+def test_input_example_prefers_rows_with_missing_values():
+    schema = Schema(name="t", target="y", task="binary", numeric=["n"], categorical=[])
+    test = pd.DataFrame({"n": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0, 7.0], "y": [0, 1] * 3 + [0]})
+    example = input_example(test, schema)
+    assert list(example.columns) == ["n"] and len(example) == 5
+    assert example["n"].isna().iloc[0], "a NaN row shows users that missing values are accepted"
+
+
+def test_pip_requirements_are_exact_pins():
+    pins = pip_requirements()
+    assert all("==" in p for p in pins)
+    assert "torch==2.13.0" in pins, "local CPU wheel version without the +cpu suffix"
