@@ -242,7 +242,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Check inputs quickly, then run the training flow and print a summary."""
     config = _load_config(args)
     _prepare(config)
+    from mlpipe import smoke
+    from mlpipe.io.tracking import resolve_uri
     from mlpipe.orchestration import run_training
+
+    # The smoke test's fresh interpreter imports its libraries while Prefect starts.
+    smoke.prestart(resolve_uri(config.tracking.uri))
 
     result = run_training(config)
     state = "promoted to champion" if result.promoted else "not promoted"

@@ -28,6 +28,9 @@ ENV_DEFAULTS = {
     "DO_NOT_TRACK": "true",
     "GX_ANALYTICS_ENABLED": "false",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # MLflow writes "View run ... at: <tracking URI>" straight to stdout, credentials included;
+    # mlpipe prints its own review hint.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "GIT_PYTHON_REFRESH": "quiet",
 }
 

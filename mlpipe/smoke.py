@@ -11,6 +11,7 @@ Run by hand as ``python -m mlpipe.smoke MODEL_URI ROWS.parquet``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -28,7 +29,10 @@ _ready: dict[str, tuple[subprocess.Popen[str], tempfile.TemporaryDirectory[str]]
 
 
 def _start(tracking_uri: str) -> tuple[subprocess.Popen[str], tempfile.TemporaryDirectory[str]]:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONWARNINGS": "ignore"}
+    # Registry and tracking both explicit: a registry URI inherited from the environment
+    # (MLflow exports the one it was last given) may point at another store.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri,
+           "PYTHONWARNINGS": "ignore"}  # fmt: skip
     elsewhere = tempfile.TemporaryDirectory(prefix="mlpipe-smoke-")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlpipe.smoke", "--serve"],
@@ -115,6 +119,15 @@ def main(argv: list[str]) -> int:
 
         for name in RUNTIME_MODULES:
             importlib.import_module(name)
+        uri = os.environ["MLFLOW_TRACKING_URI"]
+        local = uri.removeprefix("sqlite:///")
+        if local == uri or Path(local).exists():
+            # Warm MLflow's store and registry clients too, but never create a store: the run
+            # does that (under a lock), from its own working directory.
+            with contextlib.suppress(Exception):
+                from mlpipe.io import tracking
+
+                tracking.configure(uri)
         line = sys.stdin.readline()
         if not line.strip():
             return 0  # discarded before use

@@ -219,6 +219,10 @@ def normalise(frame: pd.DataFrame, p: Path, delimiter: str | None = None) -> pd.
     """
     out = frame.copy(deep=False)
     out.columns = [str(c).strip() for c in out.columns]
+    names = list(out.columns)
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(f"duplicate column names in {p}: {', '.join(map(repr, dupes))}")
     text_cols = [c for c in out.columns if not pd.api.types.is_numeric_dtype(out[c])]
     if text_cols and len(out):
         first = text_cols[0]
@@ -365,11 +369,43 @@ def head(path: str | Path, rows: int = 1000, encoding: str = "auto") -> pd.DataF
     return next(iter_table(path, rows, encoding))
 
 
+def _partial(target: Path) -> Path:
+    """A hidden temporary name beside ``target``, unique to this writer.
+
+    It carries the writer's pid, so partial files left by a killed writer are removed here
+    (a live concurrent writer's are kept).
+    """
+    import uuid
+
+    for stale in target.parent.glob(f".{glob_escape(target.name)}.*.partial"):
+        pid = stale.name.removesuffix(".partial").rsplit(".", 1)[-1].split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            stale.unlink(missing_ok=True)
+    return target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+
+
+def glob_escape(name: str) -> str:
+    """A file name as a literal glob pattern."""
+    import glob
+
+    return glob.escape(name)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> str:
     """Write a frame atomically (temp file + rename), so no half-written file is ever read."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.partial")
+    tmp = _partial(target)
     try:
         frame.to_parquet(tmp, index=False)
         os.replace(tmp, target)
@@ -387,7 +423,7 @@ def write_text(text: str, path: str | Path) -> str:
     """Write a text file atomically, creating its folder."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.partial")
+    tmp = _partial(target)
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, target)
@@ -407,8 +443,7 @@ class TableWriter:
         self.path = Path(path)
         self.format = table_format(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = self.path.with_name(f".{self.path.name}.partial")
-        self.partial.unlink(missing_ok=True)
+        self.partial = _partial(self.path)
         self.rows = 0
         self._parquet: Any = None
         self._csv: Any = None

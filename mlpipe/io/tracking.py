@@ -177,6 +177,22 @@ def error_line(err: BaseException) -> str:
     return redact(f"{type(err).__name__}: {text}")[:5000]
 
 
+def _retry_on_conflict(call: Callable[[], Any], attempts: int = 5) -> Any:
+    """Retry a call that lost a race on a unique row; the next attempt finds the row.
+
+    MLflow's find-or-insert is not atomic: two runs logging the same dataset at once collide.
+    """
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as err:
+            conflict = "UNIQUE constraint failed" in str(err) or "duplicate key" in str(err)
+            if not conflict or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 + random.random() * 0.3)
+    return None
+
+
 def _already_exists(err: Exception) -> bool:
     return getattr(err, "error_code", "") == "RESOURCE_ALREADY_EXISTS"
 
@@ -372,7 +388,9 @@ def log_dataset(
         dataset = from_pandas(frame, source=redact(source), name=name, targets=target)
         entity = dataset._to_mlflow_entity()
     input_tags = [InputTag(key="mlflow.data.context", value=context)]
-    _client().log_inputs(run_id, datasets=[DatasetInput(entity, input_tags)])
+    _retry_on_conflict(
+        lambda: _client().log_inputs(run_id, datasets=[DatasetInput(entity, input_tags)])
+    )
     tags = {"mlpipe.dataset.digest": digest}
     if rows is not None:
         tags["mlpipe.dataset.rows"] = str(rows)
@@ -423,20 +441,35 @@ def log_pyfunc_model(
     pip_requirements: list[str],
     model_config: dict[str, Any],
 ) -> str:
-    """Log a pyfunc model to the run and return its ``models:/`` URI."""
-    import mlflow
+    """Log a pyfunc model to the run (in the run's experiment) and return its ``models:/`` URI.
 
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=python_model,
-            artifacts=artifacts,
-            code_paths=code_paths,
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=pip_requirements,
-            model_config=model_config,
-        )
+    The fluent ``with mlflow.start_run(run_id)`` would end the run (FINISHED) on exit while the
+    flow still has stages to go; without an active run, MLflow would file the model under the
+    Default experiment. So the model is created in the run's experiment first, then logged to
+    it with ``Model.log`` and an explicit ``run_id``.
+    """
+    import mlflow
+    from mlflow.models import Model
+
+    experiment = _client().get_run(run_id).info.experiment_id
+    logged = mlflow.initialize_logged_model(
+        name="model", source_run_id=run_id, experiment_id=experiment
+    )
+    info = Model.log(
+        artifact_path=None,
+        name="model",
+        flavor=mlflow.pyfunc,
+        run_id=run_id,
+        model_id=logged.model_id,
+        python_model=python_model,
+        artifacts=artifacts,
+        code_paths=code_paths,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        model_config=model_config,
+        flavor_name="pyfunc.ModelFromCode",
+    )
     return str(info.model_uri)
 
 

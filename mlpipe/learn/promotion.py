@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
 from mlpipe.config import PromotionConfig
-from mlpipe.learn.metrics import MetricFn, fast, higher_is_better, metric_fn, score
+from mlpipe.learn.metrics import fast, higher_is_better, metric_fn, resampled, score
 from mlpipe.reports.markdown import cell
 
 
@@ -47,8 +47,8 @@ def paired_bootstrap(
     y: np.ndarray,
     first: np.ndarray,
     second: np.ndarray,
-    fn: MetricFn,
-    higher: bool,
+    metric: str,
+    n_classes: int | None,
     *,
     resamples: int = 1000,
     seed: int = 0,
@@ -59,19 +59,14 @@ def paired_bootstrap(
     Returns:
         The test; ``supports`` when the whole interval is above zero (in the better direction).
     """
-    sign = 1.0 if higher else -1.0
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    diffs = []
+    sign = 1.0 if higher_is_better(metric) else -1.0
     with fast():
+        fn = metric_fn(metric, n_classes)
         observed = sign * (fn(y, first) - fn(y, second))
-        for _ in range(resamples):
-            idx = rng.integers(0, n, n)
-            try:
-                diffs.append(sign * (fn(y[idx], first[idx]) - fn(y[idx], second[idx])))
-            except ValueError:  # e.g. a resample without some class for ROC AUC
-                continue
-    if not diffs:
+    a, b = resampled(metric, y, [first, second], n_classes, resamples, seed)
+    diffs = sign * (a - b)
+    diffs = diffs[np.isfinite(diffs)]
+    if not len(diffs):
         return PairedTest(method="paired bootstrap", difference=observed, supports=False)
     low, high = np.quantile(diffs, [(1 - level) / 2, 1 - (1 - level) / 2])
     return PairedTest(
@@ -103,25 +98,13 @@ def mcnemar(
 
 
 def bootstrap_ci(
-    y: np.ndarray,
-    outputs: np.ndarray,
-    fn: MetricFn,
-    *,
-    resamples: int = 500,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float] | None:
+    y: np.ndarray, outputs: np.ndarray, metric: str, n_classes: int | None, *,
+    resamples: int = 500, seed: int = 0, level: float = 0.95,
+) -> tuple[float, float] | None:  # fmt: skip
     """Percentile bootstrap interval of one model's metric on the test rows."""
-    rng = np.random.default_rng(seed)
-    values = []
-    with fast():
-        for _ in range(resamples):
-            idx = rng.integers(0, len(y), len(y))
-            try:
-                values.append(fn(y[idx], outputs[idx]))
-            except ValueError:
-                continue
-    if not values:
+    (values,) = resampled(metric, y, [outputs], n_classes, resamples, seed)
+    values = values[np.isfinite(values)]
+    if not len(values):
         return None
     low, high = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(low), float(high)
@@ -325,8 +308,9 @@ def decide(
         baseline_value = fn(y, baseline) if baseline is not None else None
     unsound: list[str] = []
     vs_trivial = paired_bootstrap(
-        y, network, trivial, fn, higher, resamples=cfg.resamples, seed=seed, level=cfg.confidence
-    )
+        y, network, trivial, metric, n_classes, resamples=cfg.resamples, seed=seed,
+        level=cfg.confidence,
+    )  # fmt: skip
     if not vs_trivial.supports:
         unsound.append(
             f"not significantly better than a trivial predictor ({metric} {value:.4f} vs "
@@ -340,7 +324,7 @@ def decide(
     vs_baseline = None
     if baseline is not None and baseline_value is not None:
         vs_baseline = paired_bootstrap(
-            y, network, baseline, fn, higher, resamples=cfg.resamples, seed=seed,
+            y, network, baseline, metric, n_classes, resamples=cfg.resamples, seed=seed,
             level=cfg.confidence,
         )  # fmt: skip
         # Significantly worse: the whole interval of (network - baseline) below -tolerance.
@@ -396,8 +380,9 @@ def decide(
         test = mcnemar(ys, mine, theirs, alpha=1 - cfg.confidence)
     else:
         test = paired_bootstrap(
-            ys, mine, theirs, fn, higher, resamples=cfg.resamples, seed=seed, level=cfg.confidence
-        )
+            ys, mine, theirs, metric, n_classes, resamples=cfg.resamples, seed=seed,
+            level=cfg.confidence,
+        )  # fmt: skip
     shared_masks = {k: m[shared] for k, m in masks.items()}
     slices = slice_results(ys, mine, theirs, shared_masks, metric, n_classes, cfg.slice_tolerance)
     worse = [s.slice for s in slices if s.worse]

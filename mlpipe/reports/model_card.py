@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from mlpipe.learn.metrics import METRICS, higher_is_better, metric_fn, score
+from mlpipe.learn.metrics import METRICS, higher_is_better, score
 from mlpipe.learn.promotion import PromotionDecision, bootstrap_ci
 from mlpipe.reports.markdown import cell, page
 
@@ -21,9 +21,7 @@ def metric_intervals(
 ) -> dict[str, tuple[float, float] | None]:
     """95% bootstrap interval of each metric on the test rows."""
     return {
-        name: bootstrap_ci(
-            y, outputs, metric_fn(name, n_classes), resamples=CI_RESAMPLES, seed=seed
-        )
+        name: bootstrap_ci(y, outputs, name, n_classes, resamples=CI_RESAMPLES, seed=seed)
         for name in names
     }
 

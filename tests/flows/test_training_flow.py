@@ -84,6 +84,13 @@ def test_penguins_lifecycle(isolated_workdir: Path):
         "validation/suite.json",
     }  # fmt: skip
 
+    # And the model is filed with its run (its experiment, artifacts beside the store).
+    logged = client.get_logged_model(
+        client.get_model_version("mlpipe-penguins", "1").source.removeprefix("models:/")
+    )
+    assert logged.experiment_id == run.info.experiment_id and logged.source_run_id == first.run_id
+    assert logged.artifact_location.startswith((isolated_workdir / "mlruns").as_uri())
+
     # And every version has a model card, self-contained, pointed to by a version tag.
     card_uri = client.get_model_version("mlpipe-penguins", "1").tags["mlpipe.model_card"]
     assert card_uri == f"runs:/{first.run_id}/model_card/model_card.html"

@@ -13,7 +13,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-PG = "postgres@127.0.0.1:5432"
+PG_HOST = "127.0.0.1:5432"
+PG = f"postgres@{PG_HOST}"
+# A password no output may ever contain (PostgreSQL here uses trust auth and ignores it).
+SENTINEL = "S3NTINEL-pw-4c7e"
 
 
 def free_port() -> int:

@@ -131,3 +131,26 @@ def test_a_stored_parquet_index_becomes_a_column(tmp_path: Path):
     path = tmp_path / "indexed.parquet"
     pd.DataFrame({"x": [1.0, 2.0]}, index=pd.Index([7, 9], name="customer")).to_parquet(path)
     assert list(read_table(path).columns) == ["customer", "x"]
+
+
+def test_a_killed_writers_partial_file_is_cleaned_up_and_a_live_ones_kept(tmp_path: Path):
+    import os
+
+    from mlpipe.io.tables import TableWriter
+
+    dead = tmp_path / ".out.csv.999999-abcdef12.partial"  # no such process
+    live = tmp_path / f".out.csv.{os.getppid()}-abcdef12.partial"
+    dead.write_text("half")
+    live.write_text("half")
+    with TableWriter(tmp_path / "out.csv") as writer:
+        writer.write(pd.DataFrame({"a": [1]}))
+        writer.commit()
+    assert not dead.exists() and live.exists()
+    assert (tmp_path / "out.csv").read_text() == "a\n1\n"
+
+
+def test_names_that_collide_after_stripping_are_refused(tmp_path: Path):
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"a": [1], " a": [2]}).to_parquet(path)
+    with pytest.raises(DataError, match="duplicate column names"):
+        read_table(path)

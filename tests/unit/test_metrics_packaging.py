@@ -60,3 +60,45 @@ def test_pip_requirements_are_exact_pins():
     pins = pip_requirements()
     assert all("==" in p for p in pins)
     assert "torch==2.13.0" in pins, "local CPU wheel version without the +cpu suffix"
+
+
+def random_outputs(task: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, int | None]:
+    rng = np.random.default_rng(seed)
+    if task == "regression":
+        y = rng.normal(10, 3, n)
+        return y, y + rng.normal(0, 2, n), None
+    k = 2 if task == "binary" else 4
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)) + 2 * np.eye(k)[y]
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    proba[0] = np.eye(k)[(y[0] + 1) % k]  # a confident mistake: log loss needs the clipping
+    return y, proba, k
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_resampled_metrics_equal_scikit_learn_on_the_same_resamples(task: str):
+    from mlpipe.learn.metrics import metric_fn, resampled
+
+    y, outputs, k = random_outputs(task, 60, seed=1)
+    for name in for_task(task):
+        (values,) = resampled(name, y, [outputs], k, resamples=40, seed=7)
+        rng = np.random.default_rng(7)
+        idx = rng.integers(0, len(y), (40, len(y)))
+        fn = metric_fn(name, k)
+        for value, rows in zip(values, idx, strict=True):
+            try:
+                expected = fn(y[rows], outputs[rows])
+            except ValueError:
+                expected = np.nan
+            np.testing.assert_allclose(value, expected, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_resampling_is_chunked_and_keeps_the_sequence(monkeypatch: pytest.MonkeyPatch):
+    import mlpipe.learn.metrics as metrics
+
+    y, outputs, k = random_outputs("multiclass", 50, seed=2)
+    (whole,) = metrics.resampled("accuracy", y, [outputs], k, resamples=30, seed=3)
+    monkeypatch.setattr(metrics, "RESAMPLE_BLOCK_CELLS", 50 * 7)  # 7 resamples per block
+    (blocked,) = metrics.resampled("accuracy", y, [outputs], k, resamples=30, seed=3)
+    # Blocks draw the same stream in the same order: bounded memory, identical resamples.
+    np.testing.assert_array_equal(whole, blocked)

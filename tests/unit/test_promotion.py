@@ -49,18 +49,17 @@ def everyone(n: int) -> np.ndarray:
 def test_bootstrap_supports_a_real_improvement_and_not_noise():
     y, new, old = models()
     fn = metric_fn("accuracy", 2)
-    better = paired_bootstrap(y, new, old, fn, True, seed=1)
+    better = paired_bootstrap(y, new, old, "accuracy", 2, seed=1)
     assert better.supports and better.ci_low > 0
     assert better.difference == pytest.approx(fn(y, new) - fn(y, old))
-    same = paired_bootstrap(y, new, new, fn, True, seed=1)
+    same = paired_bootstrap(y, new, new, "accuracy", 2, seed=1)
     assert not same.supports and same.difference == 0
 
 
 def test_bootstrap_is_seeded():
     y, new, old = models()
-    fn = metric_fn("accuracy", 2)
-    a = paired_bootstrap(y, new, old, fn, True, seed=3)
-    b = paired_bootstrap(y, new, old, fn, True, seed=3)
+    a = paired_bootstrap(y, new, old, "accuracy", 2, seed=3)
+    b = paired_bootstrap(y, new, old, "accuracy", 2, seed=3)
     assert (a.ci_low, a.ci_high) == (b.ci_low, b.ci_high)
 
 
@@ -68,7 +67,7 @@ def test_bootstrap_direction_for_lower_is_better():
     rng = np.random.default_rng(0)
     y = rng.normal(size=300)
     good, bad = y + rng.normal(0, 0.1, 300), y + rng.normal(0, 1.0, 300)
-    test = paired_bootstrap(y, good, bad, metric_fn("rmse", None), False)
+    test = paired_bootstrap(y, good, bad, "rmse", None)
     assert test.supports and test.difference > 0, "lower RMSE is an improvement"
 
 
