@@ -8,6 +8,9 @@ leaves a class without training rows.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pandas as pd
 
 from mlpipe.config import Config, check_name
@@ -78,6 +81,35 @@ def data_problems(config: Config, schema: Schema, frame: pd.DataFrame) -> list[s
     return problems
 
 
+def path_problems(config: Config) -> list[str]:
+    """Folders the run must write to (run directories, a local SQLite store) that it cannot.
+
+    A scratch file is written in the folder, or in its nearest existing parent when it does
+    not exist yet (nothing is created), so a read-only mount or an impossible path fails here,
+    not after training.
+    """
+    from mlpipe.io.tracking import resolve_uri, sqlite_path
+
+    folders = [("runs_dir", Path(config.runs_dir))]
+    db = sqlite_path(resolve_uri(config.tracking.uri))
+    if db is not None:
+        folders.append(("tracking.uri (SQLite folder)", db.parent))
+    problems = []
+    for key, folder in folders:
+        probe = folder.absolute()
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            if not probe.is_dir():
+                raise NotADirectoryError(20, "Not a directory")
+            with tempfile.TemporaryFile(dir=probe):
+                pass
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+            problems.append(f"{key}: cannot write to {folder}: {reason}")
+    return problems
+
+
 def check(config: Config, schema: Schema, frame: pd.DataFrame | None = None) -> None:
     """Raise one error listing everything wrong, or return quietly.
 
@@ -92,3 +124,6 @@ def check(config: Config, schema: Schema, frame: pd.DataFrame | None = None) -> 
         problems = data_problems(config, schema, frame)
         if problems:
             raise DataError("; ".join(problems))
+    problems = path_problems(config)
+    if problems:
+        raise ConfigError("; ".join(problems))

@@ -28,6 +28,11 @@ MAX_INTEGER_CLASSES = 20
 MIN_ROWS = 20
 # Text columns with at least this many rows and mostly distinct values are identifiers/free text.
 MIN_ROWS_FOR_CARDINALITY = 50
+# Leakage: a column that alone leaves under 5% of a majority guess's errors (with at least 10
+# rows per value), or a numeric column correlated with a numeric target at |r| >= 0.995.
+LEAK_ERROR_SHARE = 0.05
+LEAK_MIN_ROWS_PER_VALUE = 10
+LEAK_CORRELATION = 0.995
 _ID_NAME = re.compile(
     r"(?i)^(?:id|key|index|idx|uuid|guid|row|rownum|row_?id|row_?number|record_?id|"
     r"unnamed: ?\d+)$|(?:^|[_\-\s.])(?:id|key|uuid|guid|no|nr|number)$|[a-z](?:Id|ID|Key)$"
@@ -154,11 +159,30 @@ def infer_roles(
     return numeric, categorical, ignored, identifiers
 
 
+def _determines(x: pd.Series, y: pd.Series) -> bool:
+    """Whether ``x`` alone predicts the label ``y`` almost perfectly, value by value.
+
+    Each value of ``x`` predicts its most common label; a leak leaves fewer than
+    ``LEAK_ERROR_SHARE`` of the errors a majority-class guess makes. Only columns with at least
+    ``LEAK_MIN_ROWS_PER_VALUE`` rows per value qualify, so a near-unique column is not pure by
+    accident.
+    """
+    rows = len(y)
+    values = x.nunique()
+    if values < 2 or values * LEAK_MIN_ROWS_PER_VALUE > rows:
+        return False
+    hits = pd.DataFrame({"x": x, "y": y}).groupby(["x", "y"]).size().groupby(level=0).max().sum()
+    majority = y.value_counts().iloc[0]
+    return bool(rows - hits <= LEAK_ERROR_SHARE * (rows - majority))
+
+
 def find_leaks(frame: pd.DataFrame, target: str, columns: list[str]) -> list[str]:
     """Columns that restate the target.
 
-    Identical, a one-to-one relabelling or (numbers) perfectly correlated with the target:
-    training on them would report a useless model as perfect.
+    A copy or relabelling of the target (one-to-one), a column that alone predicts a label
+    almost perfectly (a noisy code, a finer label such as ``yes_web``/``yes_app``, a status
+    with a few ``unknown``), or (numbers) a column almost perfectly correlated with a numeric
+    target: training on them would report a useless model as excellent.
 
     Args:
         frame: The raw table.
@@ -177,7 +201,7 @@ def find_leaks(frame: pd.DataFrame, target: str, columns: list[str]) -> list[str
         x_col, y_col = both[col], both[target]
         if looks_numeric(x_col) and looks_numeric(y_col) and y.nunique() > MAX_INTEGER_CLASSES:
             xs, ys = to_numbers(x_col), to_numbers(y_col)
-            if xs.std() > 0 and abs(float(xs.corr(ys))) >= 0.9999:
+            if xs.std() > 0 and abs(float(xs.corr(ys))) >= LEAK_CORRELATION:
                 leaks.append(col)
             continue
         pairs = pd.DataFrame({"x": x_col.astype("str"), "y": y_col.astype("str")})
@@ -185,24 +209,31 @@ def find_leaks(frame: pd.DataFrame, target: str, columns: list[str]) -> list[str
             pairs.groupby("x")["y"].nunique().max() == 1
             and pairs.groupby("y")["x"].nunique().max() == 1
         )
-        if one_to_one:
+        if one_to_one or _determines(pairs["x"], pairs["y"]):
             leaks.append(col)
     return leaks
 
 
 def _check_target(frame: pd.DataFrame, target: str, task: TaskType | None) -> None:
-    """Refuse targets that cannot be learned: all missing, mixed numbers and text."""
+    """Refuse targets that cannot be learned: all missing, case variants, numbers and text."""
     labels = frame[target].dropna()
     if labels.empty:
         raise DataError(f"target column '{target}' has no values (all missing)")
     series = frame[target]
-    if (
-        pd.api.types.is_numeric_dtype(series)
-        or pd.api.types.is_bool_dtype(series)
-        or isinstance(series.dtype, pd.CategoricalDtype)
-    ):
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return
     text = labels.astype("str").str.strip()
+    spellings = pd.Series(text.unique())
+    variants = spellings.groupby(spellings.str.casefold()).agg(list)
+    clashes = [v for v in variants if len(v) > 1]
+    if clashes:
+        shown = "; ".join("/".join(repr(s) for s in sorted(v)) for v in clashes[:3])
+        raise DataError(
+            f"target column '{target}' has labels that differ only in letter case ({shown}): "
+            "they would be learned as different classes; make them one spelling in the data"
+        )
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return
     parsed = pd.to_numeric(text, errors="coerce")
     numbers, words = text[parsed.notna()], text[parsed.isna()]
     if len(numbers) and len(words) and task != "multiclass" and task != "binary":
@@ -282,7 +313,10 @@ def resolve_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
     leaks = find_leaks(frame, target, [c for c in numeric + categorical if c not in explicit])
     if leaks:
         log.warning(
-            "leakage: %s restate(s) the target '%s'; ignored as features", ", ".join(leaks), target
+            "leakage: %s alone predict(s) the target '%s' almost perfectly; ignored as features "
+            "(name it in dataset.numeric or dataset.categorical to use it)",
+            ", ".join(leaks),
+            target,
         )
         numeric = [c for c in numeric if c not in leaks]
         categorical = [c for c in categorical if c not in leaks]

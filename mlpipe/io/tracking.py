@@ -82,7 +82,8 @@ def _retry_environment(seconds: float) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout))
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None."""
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///"))
     return None
@@ -101,7 +102,7 @@ def configure(uri: str | None = None, retry_seconds: float = 60.0) -> str:
     mlflow.set_tracking_uri(resolved)
     mlflow.set_registry_uri(resolved)
     _state.update(uri=resolved, down=False, retry_seconds=retry_seconds)
-    db = _sqlite_path(resolved)
+    db = sqlite_path(resolved)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(db.with_name(db.name + ".lock")):
@@ -206,7 +207,7 @@ def experiment_id(name: str) -> str:
         return str(exp.experiment_id)
     location = None
     uri = str(_state.get("uri") or resolve_uri())
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is not None or "://" not in uri:
         # Local store: artifacts beside the database, absolute so `mlflow server` finds them.
         base = db.parent if db is not None else Path(uri)

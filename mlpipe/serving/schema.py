@@ -90,7 +90,8 @@ def coerce_features(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, 
     for col in schema.categorical:
         if col not in out.columns:
             out[col] = np.nan
-        out[col] = out[col].astype("str").astype(object)
+        # Stripped: "male " and "male" are one category in training and in serving alike.
+        out[col] = out[col].astype("str").str.strip().astype(object)
     return out, counts
 
 
@@ -98,7 +99,8 @@ def coerce_target(series: pd.Series, task: TaskType) -> pd.Series:
     """Coerce the target column to the type its task needs.
 
     Regression targets become float; classification labels become ints when they are
-    integer-valued numbers, else strings. Unparseable values become missing.
+    integer-valued numbers, else strings without surrounding spaces. Unparseable values become
+    missing.
 
     Args:
         series: Raw target column.
@@ -120,7 +122,7 @@ def coerce_target(series: pd.Series, task: TaskType) -> pd.Series:
             labels = [int(v) if pd.notna(v) else np.nan for v in values]
             return pd.Series(labels, index=series.index, dtype=object)
         return values.astype(object)
-    return series.astype("str").astype(object)
+    return series.astype("str").str.strip().astype(object)
 
 
 def to_jsonable(value: Any) -> Any:

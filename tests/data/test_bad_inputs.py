@@ -161,6 +161,11 @@ CASES = [
          "config key 'train.hidden_layers.0'", csv(GOOD)),
     Case("train_cuda_without_gpu", [*TRAIN, "--set", "train.device=cuda"],
          "train.device=cuda", csv(GOOD)),
+    Case("train_runs_dir_impossible", [*TRAIN, "--set", "runs_dir=data.csv/runs"],
+         "runs_dir: cannot write to data.csv/runs: Not a directory", csv(GOOD)),
+    Case("train_store_folder_impossible",
+         [*TRAIN, "--set", "tracking.uri=sqlite:///data.csv/store/mlflow.db"],
+         "tracking.uri (SQLite folder): cannot write", csv(GOOD)),
     Case("train_model_name_with_slash", [*TRAIN, "--set", "tracking.model_name=a/b"],
          "tracking.model_name", csv(GOOD)),
     Case("train_dataset_name_escapes", [*TRAIN, "--set", "dataset.name=../../etc/x"],
@@ -431,6 +436,30 @@ def test_column_identical_to_the_target_is_flagged_as_leakage():
     schema = resolve_schema(frame, DatasetSpec(source="x.csv", target="label"))
     assert set(schema.leakage) == {"label_copy", "label_code"}
     assert not set(schema.leakage) & set(schema.features)
+
+
+def test_near_restatements_of_the_target_are_flagged_and_strong_features_are_not():
+    rng = np.random.default_rng(3)
+    label = GOOD["label"]
+    flipped = rng.random(len(GOOD)) < 0.01
+    code = label.map({"high": 1, "low": 0}).where(~flipped, label.map({"high": 0, "low": 1}))
+    unknown = pd.Series(np.where(rng.random(len(GOOD)) < 0.02, "unknown", label))
+    finer = label + "_" + pd.Series(rng.choice(["web", "app", "store"], len(GOOD)))
+    honest = label.where(rng.random(len(GOOD)) < 0.8, "high")  # strong, not a restatement
+    frame = GOOD.assign(code=code, status=unknown, source=finer, hint=honest)
+    spec = DatasetSpec(source="x.csv", target="label")
+    schema = resolve_schema(frame, spec)
+    assert set(schema.leakage) == {"code", "status", "source"}
+    assert "hint" in schema.features
+    kept = resolve_schema(frame, spec.model_copy(update={"categorical": ["status"]}))
+    assert "status" in kept.features, "a column named by the user is kept"
+
+
+def test_a_binned_copy_of_a_regression_target_is_flagged():
+    frame = GOOD.assign(y=np.linspace(0, 100, len(GOOD)))
+    frame = frame.assign(y_binned=(frame["y"] / 5).round() * 5).drop(columns="label")
+    schema = resolve_schema(frame, DatasetSpec(source="x.csv", target="y"))
+    assert schema.leakage == ["y_binned"]
 
 
 def test_dates_in_a_number_column():

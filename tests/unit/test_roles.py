@@ -53,6 +53,14 @@ def test_coerce_features_adds_absent_columns_as_missing():
     assert out["z"].isna().all() and out["c"].isna().all()
 
 
+def test_surrounding_spaces_are_one_label_and_one_category():
+    labels = coerce_target(pd.Series(["a", "a ", " b", np.nan]), "binary")
+    assert labels.tolist()[:3] == ["a", "a", "b"] and pd.isna(labels.iloc[3])
+    schema = Schema(name="t", target="y", task="binary", numeric=[], categorical=["c"])
+    out, _ = coerce_features(pd.DataFrame({"c": ["male ", "male", np.nan]}), schema)
+    assert out["c"].tolist()[:2] == ["male", "male"] and pd.isna(out["c"].iloc[2])
+
+
 def test_coerce_target_keeps_integer_labels():
     out = coerce_target(pd.Series([1.0, 2.0, np.nan]), "multiclass")
     assert out.tolist()[:2] == [1, 2] and isinstance(out.iloc[0], int)
@@ -92,6 +100,18 @@ def test_resolve_schema_explicit_roles_win():
             make_mixed_frame().assign(label=["a", "1", "2"] * 100),
             DatasetSpec(source="m.csv", target="label"),
             "mixes numbers",
+        ),
+        (
+            make_mixed_frame().assign(label=["yes", "no", "Yes "] * 100),
+            DatasetSpec(source="m.csv", target="label"),
+            "differ only in letter case \\('Yes'/'yes'\\)",
+        ),
+        (
+            make_mixed_frame()
+            .assign(label=pd.Categorical(["Hi", "lo", "hi"] * 100))
+            .astype({"label": "category"}),
+            DatasetSpec(source="m.csv", target="label"),
+            "differ only in letter case",
         ),
         (
             make_mixed_frame().assign(label=[f"k{i}" for i in range(300)]),
