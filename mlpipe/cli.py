@@ -488,7 +488,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     tracking.configure()
     if not tracking.model_exists(args.model):
         raise RegistryError(f"model '{args.model}' is not registered")
-    if args.force and not args.reason:
+    if args.force and not (args.reason or "").strip():
         raise ConfigError("--force needs --reason: say why an ineligible version is forced")
     current = tracking.champion(args.model)
     if current is None:

@@ -249,7 +249,7 @@ def is_termination(err: BaseException) -> bool:
 
 
 class _QuietTracebacks(logging.Filter):
-    """Drop Prefect's tracebacks: the CLI prints one line (``-v`` keeps them)."""
+    """Drop Prefect's tracebacks and failed-state echoes; the CLI prints one line (-v: keep)."""
 
     def __init__(self, verbose: bool):
         super().__init__()
@@ -258,7 +258,9 @@ class _QuietTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if exc is None:
-            return True
+            # "Finished in state Failed(...)" repeats the error the CLI is about to print.
+            echo = record.levelno >= logging.ERROR and str(record.msg).startswith("Finished in")
+            return self.verbose or not echo
         return self.verbose and not isinstance(exc, MlpipeError)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import functools
 import json
 import logging
 import os
@@ -87,6 +88,13 @@ class Dialect:
 
 
 def _detect_encoding(p: Path, encoding: str) -> str:
+    stat = p.stat()
+    return _detect_encoding_once(p, stat.st_size, stat.st_mtime_ns, encoding)
+
+
+@functools.lru_cache(maxsize=64)
+def _detect_encoding_once(p: Path, size: int, mtime_ns: int, encoding: str) -> str:
+    """Detect once per file version: a file read twice is scanned and warned about once."""
     with p.open("rb") as fh:
         head = fh.read(SNIFF_BYTES)
     for bom, name in _BOMS:

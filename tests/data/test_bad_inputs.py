@@ -267,6 +267,9 @@ CASES = [
     Case("rollback_force_without_reason", ["rollback", "--model", MODEL, "--to", "2",
                                            "--force"],
          "--force needs --reason", model=True),
+    Case("rollback_force_blank_reason", ["rollback", "--model", MODEL, "--to", "2",
+                                         "--force", "--reason", "  "],
+         "--force needs --reason", model=True),
     Case("rollback_without_history", ["rollback", "--model", MODEL], "no earlier champion",
          model=True),
     # servers
@@ -311,6 +314,7 @@ def test_bad_input_gives_one_line_a_non_zero_exit_and_changes_nothing(
     if case.build is not None:
         case.build(isolated_workdir)
     before = registry_state(isolated_workdir)
+    capsys.readouterr()  # only what the command itself prints is judged
     code = main(case.argv)
     mlflow.set_tracking_uri(f"sqlite:///{isolated_workdir / 'mlflow.db'}")
     err = capsys.readouterr().err.strip().splitlines()
@@ -319,6 +323,7 @@ def test_bad_input_gives_one_line_a_non_zero_exit_and_changes_nothing(
     assert len(errors) == 1 and err[-1] == errors[0], err[-5:]
     assert case.message in errors[0], errors[0]
     assert not any("Traceback" in line for line in err), "a traceback only with -v"
+    assert not any("Finished in state" in line for line in err), "no echo of Prefect's state"
     assert "SENTINEL" not in "\n".join(err), "no password in any message"
     assert registry_state(isolated_workdir) == before, "no version registered, champion unchanged"
     if not case.model:

@@ -89,7 +89,8 @@ def test_windows_1252_file_is_read_with_a_warning(tmp_path: Path, caplog):
     path.write_bytes("city;n\nZürich;1\nMünchen;2\n".encode("cp1252"))
     frame = read_table(path)
     assert frame["city"].tolist() == ["Zürich", "München"]
-    assert "Windows-1252" in caplog.text
+    read_table(path)
+    assert caplog.text.count("Windows-1252") == 1, "one warning however often it is read"
 
 
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
