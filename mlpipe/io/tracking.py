@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import os
 import random
 import subprocess
@@ -45,6 +46,7 @@ ELIGIBLE_TAG = "mlpipe.eligible"
 ELIGIBLE_REASON_TAG = "mlpipe.eligible.reason"
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("mlpipe.tracking")
 _state: dict[str, Any] = {"uri": None, "down": False, "retry_seconds": 60.0}
 _OUTAGE_MARKERS = (
     "Max retries exceeded",
@@ -102,6 +104,7 @@ def configure(uri: str | None = None, retry_seconds: float = 60.0) -> str:
     mlflow.set_tracking_uri(resolved)
     mlflow.set_registry_uri(resolved)
     _state.update(uri=resolved, down=False, retry_seconds=retry_seconds)
+    _probe_database(resolved)
     db = sqlite_path(resolved)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +112,52 @@ def configure(uri: str | None = None, retry_seconds: float = 60.0) -> str:
             _guarded_call(lambda: _client().search_experiments(max_results=1))
             _guarded_call(lambda: _client().search_registered_models(max_results=1))
     return resolved
+
+
+_DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
+
+
+def _probe_database(uri: str) -> None:
+    """Open a database backend once, quickly, before MLflow does.
+
+    MLflow retries engine creation ten times with exponential backoff (about 100 s of
+    multi-line warnings) even when the database does not exist or the password is wrong.
+    """
+    if uri.split(":", 1)[0].split("+", 1)[0] not in _DATABASE_SCHEMES:
+        return
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(uri, pool_pre_ping=False)
+    except Exception as err:  # e.g. the driver is not installed
+        raise TrackingError(f"tracking database {redact(uri)}: {redact(str(err))[:300]}") from None
+    deadline = time.monotonic() + _state["retry_seconds"]
+    waited = False
+    try:
+        while True:
+            try:
+                with engine.connect():
+                    return
+            except Exception as err:
+                lines = [line.strip() for line in str(getattr(err, "orig", err)).splitlines()]
+                reason = next((x for x in lines if "FATAL" in x), next(filter(None, lines), ""))
+                # A refused connection may be a server still starting; anything else is final.
+                if "Connection refused" in reason and time.monotonic() < deadline:
+                    if not waited:
+                        log.warning(
+                            "tracking database %s refuses connections; retrying for up to %.0fs "
+                            "(tracking.retry_seconds)",
+                            redact(uri),
+                            _state["retry_seconds"],
+                        )
+                    waited = True
+                    time.sleep(1.0)
+                    continue
+                raise TrackingError(
+                    f"cannot open the tracking database {redact(uri)}: {redact(reason)[:300]}"
+                ) from None
+    finally:
+        engine.dispose()
 
 
 def _client() -> Any:

@@ -476,3 +476,17 @@ def test_dates_in_a_number_column():
     schema = resolve_schema(mostly_numbers, DatasetSpec(source="x.csv", target="label"))
     _, stats = clean_partition(mostly_numbers, schema, CleanConfig())
     assert "weight" in schema.numeric and stats.coerced_to_missing.get("weight") == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("command", [["models"], ["rollback", "--model", "m"]])
+def test_a_missing_tracking_database_is_one_line_without_mlflow_retries(
+    command: list[str], isolated_workdir: Path, monkeypatch, capsys
+):
+    uri = "postgresql://postgres:SENTINEL-pw@127.0.0.1:5432/mlpipe_no_such_db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(command) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err[:5]  # MLflow's ten retry warnings never start
+    assert 'database "mlpipe_no_such_db" does not exist' in err[0], err[0]
+    assert "postgres:***@" in err[0] and "SENTINEL" not in err[0]

@@ -44,3 +44,14 @@ def test_digits_bench_trains_through_the_entry_point():
     assert len(rows) == 4, done.stdout
     accuracies = [float(x) for x in re.findall(r"\b0\.\d{4}\b", " ".join(rows))]
     assert all(0.5 < a <= 1.0 for a in accuracies), "three epochs already learn digits"
+
+
+def test_bootstrap_bench_checks_both_paths_agree():
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bootstrap_speed.py"), "--rows", "300",
+         "--resamples", "40"],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = re.findall(r"^(\w+)\s+per-resample .* \(same values\)$", done.stdout, flags=re.M)
+    assert lines == ["accuracy", "log_loss", "rmse", "r2"], done.stdout
