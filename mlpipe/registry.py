@@ -78,15 +78,55 @@ def measure_drift(
     return version, compare(profile, coerced, threshold=cfg.psi_threshold)
 
 
+def incompatibility(champion: Schema, challenger: Schema, columns: list[str]) -> str | None:
+    """Why a champion cannot be compared with a challenger on the challenger's rows, if so.
+
+    Args:
+        champion: The schema the champion was trained with.
+        challenger: The challenger's schema.
+        columns: The columns of the challenger's test rows.
+
+    Returns:
+        ``None`` when both predict the same target for the same task and the champion's
+        features are all present; otherwise the reason, naming what differs.
+    """
+    if champion.target != challenger.target:
+        return f"it predicts '{champion.target}', this version predicts '{challenger.target}'"
+    if champion.task != challenger.task:
+        return f"it is a {champion.task} model, this version is a {challenger.task} model"
+    missing = [c for c in champion.features if c not in columns]
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        return f"its feature columns {shown} are not in this version's data"
+    return None
+
+
 def champion_outputs(uri: str, rows: pd.DataFrame, classes: list[Any] | None) -> Any:
-    """A registered model's outputs on raw rows: probabilities in ``classes`` order, or values."""
+    """A registered model's outputs on raw rows: probabilities in ``classes`` order, or values.
+
+    Raises:
+        RegistryError: The model predicts other classes than ``classes`` (its probability
+            columns differ), so its outputs cannot be lined up with the challenger's.
+    """
     import numpy as np
 
     out = tracking.load_pyfunc(uri).predict(rows)
     if classes is None:
         return out["prediction"].to_numpy(dtype=np.float64)
     columns = [f"proba_{c}" for c in classes]
-    proba = np.column_stack(
-        [out[c].to_numpy(dtype=np.float64) if c in out else np.zeros(len(out)) for c in columns]
-    )
+    theirs = [c for c in out.columns if str(c).startswith("proba_")]
+    if set(theirs) != set(columns):
+        mine = sorted(str(c) for c in classes)
+        other = sorted(c.removeprefix("proba_") for c in theirs)
+        raise RegistryError(
+            f"it predicts the classes {_short(other)}, this version predicts {_short(mine)}"
+        )
+    proba = np.column_stack([out[c].to_numpy(dtype=np.float64) for c in columns])
     return proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
+
+
+def _short(labels: list[str], limit: int = 6) -> str:
+    shown = ", ".join(labels[:limit])
+    return f"[{shown}{', ...' if len(labels) > limit else ''}]"

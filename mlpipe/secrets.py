@@ -13,8 +13,9 @@ MASK = "***"
 
 # scheme://user:password@host..., also an empty user (scheme://:password@host) and libpq
 # multi-host URLs (scheme://user:password@h1:5432,h2:5433/db). The password runs to the last
-# "@" of the authority, so an unescaped "@" inside it is still hidden.
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<secret>[^/\s]*)@")
+# "@" of the URL, so an unescaped "@" or "/" inside it is still hidden (users paste such
+# passwords unescaped and drivers accept them); quotes end a URL inside a JSON or repr dump.
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"]*:)(?P<secret>[^\s'\"]*)@")
 # ?password=...&, ;password=..., and keyword connection strings "host=x password=y".
 _KEYWORD = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"

@@ -10,19 +10,22 @@ from prefect import task
 
 from mlpipe.config import PromotionConfig
 from mlpipe.data.split import held_out
-from mlpipe.errors import SmokeTestError
+from mlpipe.errors import RegistryError, SmokeTestError, TrackingError
 from mlpipe.handoff import Evaluation, Evidence, Registration, RunContext, Splits
 from mlpipe.io import tracking
 from mlpipe.io.tables import read_parquet, write_parquet
 from mlpipe.learn.promotion import ChampionEvidence, PromotionDecision, decide
 from mlpipe.orchestration import publish_markdown
-from mlpipe.registry import champion_outputs, split_spec
+from mlpipe.registry import champion_outputs, incompatibility, resolve, split_spec
+from mlpipe.secrets import redact
+from mlpipe.serving.schema import Schema
 from mlpipe.smoke import run_in_fresh_process
 
 log = logging.getLogger("mlpipe.promote")
 SMOKE_ROWS = 50
 # Re-judge at most this often when other runs keep moving the alias meanwhile.
 MAX_ATTEMPTS = 3
+DECISION, PROMOTING = tracking.DECISION_TAG, tracking.PROMOTING
 
 
 @task(name="smoke-test")
@@ -58,21 +61,40 @@ def smoke_test(registration: Registration, splits: Splits, run: RunContext) -> s
 
 
 def _champion_evidence(
-    name: str,
+    registration: Registration,
     current: tracking.Champion,
     test: pd.DataFrame,
-    features: list[str],
+    schema: Schema,
     classes: list | None,
 ) -> ChampionEvidence:
     """The champion's outputs on the challenger's test rows that it held out too."""
-    spec = split_spec(current.tags)
     shared = np.zeros(len(test), dtype=bool)
+    name = registration.model_name
+    hint = (
+        f" (to replace it deliberately: mlpipe rollback --model {name} --to {registration.version})"
+    )
+    try:
+        theirs = resolve(name, current.version).dataset
+    except RegistryError as err:  # a champion registered by hand, without mlpipe's schema
+        return ChampionEvidence(current.version, shared, None, str(err) + hint)
+    problem = incompatibility(theirs, schema, list(test.columns))
+    if problem is not None:
+        return ChampionEvidence(current.version, shared, None, problem + hint)
+    spec = split_spec(current.tags)
     if spec is not None and all(c in test.columns for c in spec.columns):
         shared = held_out(test, spec)
     outputs = None
     if shared.any():
-        rows = test.loc[shared, features]
-        outputs = champion_outputs(f"models:/{name}/{current.version}", rows, classes)
+        rows = test.loc[shared, theirs.features]
+        try:
+            outputs = champion_outputs(f"models:/{name}/{current.version}", rows, classes)
+        except TrackingError:
+            raise
+        except Exception as err:  # any failure to score means "not comparable"
+            why = str(err) if isinstance(err, RegistryError) else f"it failed on these rows: {err}"
+            return ChampionEvidence(
+                current.version, shared, None, redact(" ".join(why.split()))[:300] + hint
+            )
     return ChampionEvidence(version=current.version, shared=shared, outputs=outputs)
 
 
@@ -99,7 +121,7 @@ def promote_model(
         champion = None
         if current is not None:
             champion = _champion_evidence(
-                name, current, test, splits.dataset.features, splits.classes
+                registration, current, test, splits.dataset, splits.classes
             )
         decision = decide(
             evidence.y,
@@ -117,6 +139,9 @@ def promote_model(
         )
         if not decision.promote:
             break
+        # Eligibility first: a kill between these tags and the alias move must never leave
+        # `champion` on a version recovery would then mark failed.
+        tracking.set_version_tags(name, version, {**_eligibility(decision), DECISION: PROMOTING})
         expected = current.version if current is not None else None
         moved = tracking.move_alias(
             name,
@@ -143,17 +168,23 @@ def promote_model(
     return decision
 
 
-def _record(decision: PromotionDecision, registration: Registration, run: RunContext) -> None:
-    """Decision and eligibility as version tags, run tags, an artifact and a Prefect artifact."""
-    name, version = registration.model_name, registration.version
-    tags = {
-        "mlpipe.decision": "promoted" if decision.promote else "not promoted",
-        "mlpipe.decision.reason": decision.reason[:5000],
-        "mlpipe.decision.compared_with": decision.champion_version or "none",
+def _eligibility(decision: PromotionDecision) -> dict[str, str]:
+    return {
         tracking.ELIGIBLE_TAG: "true" if decision.eligible else "false",
         tracking.ELIGIBLE_REASON_TAG: (
             "smoke test and gate passed" if decision.eligible else decision.reason[:500]
         ),
+    }
+
+
+def _record(decision: PromotionDecision, registration: Registration, run: RunContext) -> None:
+    """Decision and eligibility as version tags, run tags, an artifact and a Prefect artifact."""
+    name, version = registration.model_name, registration.version
+    tags = {
+        DECISION: "promoted" if decision.promote else "not promoted",
+        "mlpipe.decision.reason": decision.reason[:5000],
+        "mlpipe.decision.compared_with": decision.champion_version or "none",
+        **_eligibility(decision),
     }
     if decision.test is not None:
         tags["mlpipe.decision.test"] = decision.test.method

@@ -42,6 +42,8 @@ FLOW_RUN_TAG = "mlpipe.prefect.flow_run_id"
 LOCK_SUFFIX = ".mlpipe-lock"
 # Tags of a model version that say what the gate and the smoke test decided.
 DECISION_TAG = "mlpipe.decision"
+# Judged eligible and better, the alias move under way; what recovery finds after a kill there.
+PROMOTING = "promoting"
 ELIGIBLE_TAG = "mlpipe.eligible"
 ELIGIBLE_REASON_TAG = "mlpipe.eligible.reason"
 
@@ -109,9 +111,38 @@ def configure(uri: str | None = None, retry_seconds: float = 60.0) -> str:
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(db.with_name(db.name + ".lock")):
-            _guarded_call(lambda: _client().search_experiments(max_results=1))
-            _guarded_call(lambda: _client().search_registered_models(max_results=1))
+            if not db.exists() or db.stat().st_size == 0:
+                _create_sqlite_store(db)
+            try:
+                _client().search_experiments(max_results=1)
+                _client().search_registered_models(max_results=1)
+            except Exception as err:
+                reason = " ".join(str(getattr(err, "orig", err)).split())[:300]
+                raise TrackingError(f"cannot open the MLflow store {db}: {reason}") from None
     return resolved
+
+
+def _create_sqlite_store(db: Path) -> None:
+    """Create a new SQLite store beside ``db`` and rename it into place (caller holds the lock).
+
+    MLflow's schema setup runs many migrations; a process killed half-way would leave a store
+    that no later run can open. Built under a temporary name, ``db`` either does not exist yet
+    or is complete.
+    """
+    from mlflow import MlflowClient
+
+    for leftover in db.parent.glob(f".{db.name}.creating-*"):  # from a killed creation
+        leftover.unlink(missing_ok=True)
+    partial = db.with_name(f".{db.name}.creating-{os.getpid()}")
+    uri = f"sqlite:///{partial}"
+    try:
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+        os.replace(partial, db)
+    finally:
+        for path in db.parent.glob(f"{partial.name}*"):
+            path.unlink(missing_ok=True)
 
 
 _DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
@@ -751,10 +782,23 @@ def eligibility(version: Any) -> tuple[bool, str]:
 
 @_guard
 def fail_pending_versions(run_id: str, reason: str) -> list[str]:
-    """Mark versions registered by ``run_id`` that no gate judged as failed and ineligible."""
+    """Mark versions registered by ``run_id`` that no gate judged as failed and ineligible.
+
+    A version killed mid-promotion (``promoting``: judged eligible, alias move under way) keeps
+    its eligibility and is recorded as promoted or not by where ``champion`` points.
+    """
     failed = []
     for mv in _client().search_model_versions(f"run_id='{run_id}'"):
-        if dict(mv.tags).get(DECISION_TAG, "pending") == "pending":
+        state = dict(mv.tags).get(DECISION_TAG, "pending")
+        if state == PROMOTING:
+            won = _alias_version(mv.name) == str(mv.version)
+            outcome = "promoted" if won else "not promoted"
+            set_version_tags(
+                mv.name,
+                str(mv.version),
+                {DECISION_TAG: outcome, "mlpipe.decision.reason": f"{outcome}; {reason}"[:5000]},
+            )
+        elif state == "pending":
             set_version_tags(
                 mv.name,
                 str(mv.version),

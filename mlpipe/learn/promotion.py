@@ -196,11 +196,14 @@ class ChampionEvidence:
         version: Champion version.
         shared: Mask over the challenger's test rows: rows the champion also held out.
         outputs: Champion outputs on the shared rows.
+        problem: Why the two versions cannot be compared at all (another target, other
+            classes, missing feature columns), or ``None``.
     """
 
     version: str
     shared: np.ndarray
     outputs: np.ndarray | None
+    problem: str | None = None
 
 
 class PromotionDecision(BaseModel):
@@ -364,6 +367,12 @@ def decide(
     shared = champion.shared
     n_shared = int(shared.sum())
     base = common.model_copy(update={"champion_version": champion.version, "shared_rows": n_shared})
+    if champion.problem is not None:
+        reasons = [
+            *unsound,
+            f"not comparable with champion v{champion.version}: {champion.problem}",
+        ]
+        return base.model_copy(update={"reason": "not promoted: " + "; ".join(reasons)})
     if n_shared < cfg.min_shared_rows or champion.outputs is None:
         reasons = [
             *unsound,

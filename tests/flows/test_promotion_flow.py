@@ -94,3 +94,44 @@ def test_unsound_first_versions_are_registered_not_promoted(isolated_workdir: Pa
     assert main(["rollback", "--model", NAME, "--to", "1"]) == 1
     err = capsys.readouterr().err
     assert "has no champion to roll back" in err
+
+
+def test_a_challenger_that_predicts_something_else_never_takes_champion(
+    isolated_workdir: Path,
+):
+    from palmerpenguins import load_penguins
+
+    birds = load_penguins()
+
+    def train_on(frame, target: str = "species"):
+        path = isolated_workdir / f"birds_{len(list(isolated_workdir.glob('birds_*.csv')))}.csv"
+        frame.to_csv(path, index=False)
+        config = {
+            "dataset": {"source": str(path), "name": "birds", "target": target},
+            "tracking": {"model_name": "birds"},
+            "train": {"max_epochs": 20, "hidden_layers": [16], "baseline": "none"},
+        }
+        return training(build_config(config))
+
+    first = train_on(birds)
+    assert first.promoted, first.reason
+    shouting = birds.assign(species=birds["species"].str.upper())
+    other_target = birds.dropna(subset=["sex"])
+    no_island = birds.drop(columns="island")
+    outcomes = [
+        (train_on(shouting), "this version predicts [ADELIE, CHINSTRAP, GENTOO]"),
+        (
+            train_on(other_target, target="sex"),
+            "it predicts 'species', this version predicts 'sex'",
+        ),
+        (train_on(no_island), "its feature columns island are not in this version's data"),
+    ]
+    client = MlflowClient()
+    for result, why in outcomes:
+        assert not result.promoted, result.reason
+        assert f"not comparable with champion v{first.version}" in result.reason, result.reason
+        assert why in result.reason, result.reason
+        assert f"mlpipe rollback --model birds --to {result.version})" in result.reason
+        tags = client.get_model_version("birds", result.version).tags
+        assert tags["mlpipe.decision"] == "not promoted"
+    assert tracking.champion("birds").version == first.version

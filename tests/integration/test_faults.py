@@ -130,3 +130,43 @@ def test_a_tracking_server_that_dies_ends_the_run_in_one_line_within_the_retry_b
     assert err[-1].startswith("mlpipe: error: tracking server http://127.0.0.1:"), err[-3:]
     assert "is unreachable" in err[-1]
     assert not any("Traceback" in line for line in err), "one line, no chained tracebacks"
+
+
+def test_kill_during_first_use_store_creation_never_leaves_a_broken_store(tmp_path: Path):
+    """MLflow schema setup is dozens of migrations: a kill inside them must not break the store."""
+    db = tmp_path / "store" / "mlflow.db"
+    code = f"from mlpipe.io.tracking import configure; configure('sqlite:///{db}')"
+    for delay in (0.0, 0.3, 0.8):
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path)
+        deadline = time.monotonic() + 120
+        while not list(db.parent.glob(".mlflow.db.creating-*")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "store creation never started"
+            time.sleep(0.01)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        assert not db.exists(), f"killed {delay}s into creation, a half-made store was left"
+    # The next user gets a working store, and the killed attempts' files are gone.
+    from mlpipe.io import tracking
+
+    old = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        tracking.configure(f"sqlite:///{db}")
+        assert MlflowClient().create_experiment("after-kills")
+    finally:
+        if old is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+    assert sorted(p.name for p in db.parent.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
+
+
+def test_a_damaged_store_is_one_line_naming_it(tmp_path: Path):
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"this is not a database" * 100)
+    result = subprocess.run(
+        [sys.executable, "-m", "mlpipe", "models"], capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"mlpipe: error: cannot open the MLflow store {db}: file is not a database"
+    ], result.stderr
