@@ -298,7 +298,9 @@ def _resolve_validation_suite(
 def cmd_validate(args: argparse.Namespace) -> int:
     """Run the gate on a dataset and print the summary; exit 1 when it fails."""
     from mlpipe.data.datasets import load_source
+    from mlpipe.errors import ConfigError
     from mlpipe.io.tables import write_parquet, write_text
+    from mlpipe.preflight import output_problems
     from mlpipe.quality.gate import (
         MostlyTally,
         apply_gate,
@@ -309,6 +311,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from mlpipe.reports.validation import render_html, render_markdown
 
     config = _load_config(args)
+    problems = output_problems({"--report": args.report, "--quarantine": args.quarantine})
+    if problems:
+        raise ConfigError("; ".join(problems))
     frame = load_source(config.dataset)
     suite, schema, served = _resolve_validation_suite(args, config, frame)
     tally = MostlyTally(config.validation.batch_alpha) if served is not None else None
@@ -402,11 +407,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from mlpipe.errors import ConfigError
     from mlpipe.handoff import PredictRequest
     from mlpipe.io.tables import check_readable, table_format
+    from mlpipe.preflight import output_problems
 
     source = check_readable(args.input, "input file")
     table_format(args.output)
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ConfigError("--output must differ from --input")
+    problems = output_problems({"--output": args.output})
+    if problems:
+        raise ConfigError("; ".join(problems))
     if args.chunk_rows < 1:
         raise ConfigError("--chunk-rows must be at least 1")
     if args.encoding != "auto":

@@ -99,6 +99,7 @@ def prefect_api(timeout: float | None = None) -> Iterator[str]:
         server = subprocess.Popen(
             cmd, env=env, stdout=subprocess.DEVNULL, stderr=errors, preexec_fn=die_with_parent
         )
+        up = False
         try:
             if not wait_healthy(f"{url}/health", wait) or server.poll() is not None:
                 errors.seek(0)
@@ -107,12 +108,14 @@ def prefect_api(timeout: float | None = None) -> Iterator[str]:
                     f"the temporary Prefect server did not start within {wait:.0f}s "
                     f"({tail[0][:200]}); set PREFECT_API_URL to a running server"
                 )
+            up = True
             with temporary_settings(updates={PREFECT_API_URL: url}):
                 _temporary["url"] = url
                 yield url
         finally:
             _temporary["url"] = None
-            _drain_prefect_workers()
+            if up:  # interrupted while starting: nothing was sent, and nothing can be
+                _drain_prefect_workers()
             server.terminate()
             try:
                 server.wait(timeout=10)

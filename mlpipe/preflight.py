@@ -81,12 +81,29 @@ def data_problems(config: Config, schema: Schema, frame: pd.DataFrame) -> list[s
     return problems
 
 
+def unwritable(folder: Path) -> str | None:
+    """Why nothing can be written in ``folder`` (or the nearest parent that exists), if so.
+
+    A scratch file is written there and removed; nothing is created.
+    """
+    probe = folder.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    return None
+
+
 def path_problems(config: Config) -> list[str]:
     """Folders the run must write to (run directories, a local SQLite store) that it cannot.
 
-    A scratch file is written in the folder, or in its nearest existing parent when it does
-    not exist yet (nothing is created), so a read-only mount or an impossible path fails here,
-    not after training.
+    Checked before anything runs, so a read-only mount or an impossible path fails here, not
+    after training.
     """
     from mlpipe.io.tracking import resolve_uri, sqlite_path
 
@@ -96,17 +113,22 @@ def path_problems(config: Config) -> list[str]:
         folders.append(("tracking.uri (SQLite folder)", db.parent))
     problems = []
     for key, folder in folders:
-        probe = folder.absolute()
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        try:
-            if not probe.is_dir():
-                raise NotADirectoryError(20, "Not a directory")
-            with tempfile.TemporaryFile(dir=probe):
-                pass
-        except OSError as err:
-            reason = err.strerror or type(err).__name__
+        reason = unwritable(folder)
+        if reason is not None:
             problems.append(f"{key}: cannot write to {folder}: {reason}")
+    return problems
+
+
+def output_problems(outputs: dict[str, str | None]) -> list[str]:
+    """Output files (``{"--report": path}``) whose folder cannot be written, as messages."""
+    problems = []
+    for option, path in outputs.items():
+        if not path:
+            continue
+        target = Path(path)
+        reason = "is a directory" if target.is_dir() else unwritable(target.parent)
+        if reason is not None:
+            problems.append(f"{option} {path}: cannot write there: {reason}")
     return problems
 
 

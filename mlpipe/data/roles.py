@@ -176,12 +176,31 @@ def _determines(x: pd.Series, y: pd.Series) -> bool:
     return bool(rows - hits <= LEAK_ERROR_SHARE * (rows - majority))
 
 
+def _follows_row_order(x: pd.Series, y: pd.Series, labels: bool) -> bool:
+    """Whether ``x`` runs through the file in order while the file is sorted by the target.
+
+    A timestamp or sequence number in a file sorted (or grouped) by the target separates the
+    classes by thresholds alone: it restates the target through row order, not the data.
+    """
+    xs = to_numbers(x)
+    if xs.isna().any() or xs.nunique() < 0.9 * len(xs):
+        return False
+    if not (xs.is_monotonic_increasing or xs.is_monotonic_decreasing):
+        return False
+    if labels:
+        changes = int((y != y.shift()).sum()) - 1
+        return changes <= 2 * y.nunique()
+    ys = to_numbers(y)
+    return bool(ys.is_monotonic_increasing or ys.is_monotonic_decreasing)
+
+
 def find_leaks(frame: pd.DataFrame, target: str, columns: list[str]) -> list[str]:
     """Columns that restate the target.
 
     A copy or relabelling of the target (one-to-one), a column that alone predicts a label
     almost perfectly (a noisy code, a finer label such as ``yes_web``/``yes_app``, a status
-    with a few ``unknown``), or (numbers) a column almost perfectly correlated with a numeric
+    with a few ``unknown``), a number that runs in file order through a file sorted by the
+    target (a timestamp), or (numbers) a column almost perfectly correlated with a numeric
     target: training on them would report a useless model as excellent.
 
     Args:
@@ -199,7 +218,11 @@ def find_leaks(frame: pd.DataFrame, target: str, columns: list[str]) -> list[str
         if len(both) < 10 or both[target].nunique() < 2:
             continue
         x_col, y_col = both[col], both[target]
-        if looks_numeric(x_col) and looks_numeric(y_col) and y.nunique() > MAX_INTEGER_CLASSES:
+        labels = not (looks_numeric(y_col) and y.nunique() > MAX_INTEGER_CLASSES)
+        if looks_numeric(x_col) and _follows_row_order(x_col, y_col, labels):
+            leaks.append(col)
+            continue
+        if not labels and looks_numeric(x_col):
             xs, ys = to_numbers(x_col), to_numbers(y_col)
             if xs.std() > 0 and abs(float(xs.corr(ys))) >= LEAK_CORRELATION:
                 leaks.append(col)

@@ -33,6 +33,7 @@ SNIFF_BYTES = 1 << 16
 # A text column is read as numbers with decimal commas when this share of its values look so.
 DECIMAL_COMMA_SHARE = 0.95
 _DECIMAL_COMMA = re.compile(r"^\s*[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+\s*$")
+_THOUSANDS = re.compile(r"^\s*[+-]?\d{1,3},\d{3}\s*$")
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -210,20 +211,28 @@ def _decimal_comma_columns(frame: pd.DataFrame) -> list[str]:
     return found
 
 
+def _thousands_like(series: pd.Series) -> bool:
+    """Every value reads as a whole number with one thousands comma ("1,234")."""
+    present = series.dropna().astype("str")
+    return bool(present.str.match(_THOUSANDS).all())
+
+
 def normalise(frame: pd.DataFrame, p: Path, delimiter: str | None = None) -> pd.DataFrame:
     """Column names as stripped strings, repeated headers refused, decimal commas parsed.
 
     Args:
         frame: A table (or one chunk of it) as read.
         p: Its file, for messages.
-        delimiter: The CSV delimiter; decimal commas are parsed only when it is not a comma
-            (in a comma-separated file "1,234" may be a thousands separator).
+        delimiter: The CSV delimiter. In a comma-separated file, numbers written with a
+            comma are parsed when the comma can only be a decimal mark ("1,5") and refused
+            when every one of them could be a thousands separator ("1,234").
 
     Returns:
         A new frame.
 
     Raises:
-        DataError: A row repeats the header (files concatenated with their headers).
+        DataError: A row repeats the header (files concatenated with their headers, in any
+            letter case), or comma-written numbers are ambiguous.
     """
     out = frame.copy(deep=False)
     out.columns = [str(c).strip() for c in out.columns]
@@ -234,11 +243,12 @@ def normalise(frame: pd.DataFrame, p: Path, delimiter: str | None = None) -> pd.
     text_cols = [c for c in out.columns if not pd.api.types.is_numeric_dtype(out[c])]
     if text_cols and len(out):
         first = text_cols[0]
-        repeated = out[first].astype("str").str.strip() == first
+        # Case-blind: a header row written as "SPECIES,ISLAND" is still a header row.
+        repeated = out[first].astype("str").str.strip().str.casefold() == first.casefold()
         for col in out.columns[1:]:
             if not repeated.any():
                 break
-            repeated &= out[col].astype("str").str.strip() == col
+            repeated &= out[col].astype("str").str.strip().str.casefold() == col.casefold()
         if repeated.any():
             where = out.index[repeated.to_numpy()][0]
             raise DataError(
@@ -246,19 +256,22 @@ def normalise(frame: pd.DataFrame, p: Path, delimiter: str | None = None) -> pd.
                 f"{int(where) + 1}): files concatenated with their headers? remove those rows"
             )
     decimal = _decimal_comma_columns(out)
-    if decimal and delimiter not in (None, ","):
-        for col in decimal:
-            text = out[col].astype("str").str.strip()
-            text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-            out[col] = pd.to_numeric(text.where(out[col].notna()), errors="coerce")
+    if decimal and delimiter in (None, ","):
+        # "1,5" can only be a decimal comma; "1,234" may as well be a thousands separator.
+        ambiguous = [c for c in decimal if _thousands_like(out[c])]
+        if ambiguous:
+            example = str(out[ambiguous[0]].dropna().iloc[0]).strip()
+            raise DataError(
+                f"{p}: {', '.join(ambiguous)} hold numbers like '{example}' in a comma-separated "
+                "file: a thousands separator or a decimal comma? write them without it, or use "
+                "';' as the delimiter for decimal commas"
+            )
+    for col in decimal:
+        text = out[col].astype("str").str.strip()
+        text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        out[col] = pd.to_numeric(text.where(out[col].notna()), errors="coerce")
+    if decimal:
         log.warning("%s: read decimal commas as numbers in %s", p, ", ".join(decimal))
-    elif decimal:
-        log.warning(
-            "%s: %s hold numbers with a decimal comma in a comma-separated file; they are "
-            "read as text (use ';' as the delimiter, or '.' as the decimal mark)",
-            p,
-            ", ".join(decimal),
-        )
     return out
 
 
@@ -409,16 +422,28 @@ def _running(pid: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _naming(target: Path) -> Iterator[None]:
+    """Let a failed write name the file asked for, not its hidden partial file."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno is None or err.filename == str(target):
+            raise
+        raise type(err)(err.errno, err.strerror, str(target)) from None
+
+
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> str:
     """Write a frame atomically (temp file + rename), so no half-written file is ever read."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial(target)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _naming(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _partial(target)
+        try:
+            frame.to_parquet(tmp, index=False)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return str(target)
 
 
@@ -430,13 +455,14 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
 def write_text(text: str, path: str | Path) -> str:
     """Write a text file atomically, creating its folder."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial(target)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _naming(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _partial(target)
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return str(target)
 
 
@@ -450,7 +476,8 @@ class TableWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.format = table_format(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _naming(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial = _partial(self.path)
         self.rows = 0
         self._parquet: Any = None
@@ -458,14 +485,15 @@ class TableWriter:
 
     def write(self, frame: pd.DataFrame) -> None:
         """Append one chunk (same columns as the first)."""
-        if self.format == "csv":
-            if self._csv is None:
-                self._csv = self.partial.open("w", encoding="utf-8", newline="")
-                frame.to_csv(self._csv, index=False)
+        with _naming(self.path):
+            if self.format == "csv":
+                if self._csv is None:
+                    self._csv = self.partial.open("w", encoding="utf-8", newline="")
+                    frame.to_csv(self._csv, index=False)
+                else:
+                    frame.to_csv(self._csv, index=False, header=False)
             else:
-                frame.to_csv(self._csv, index=False, header=False)
-        else:
-            self._write_parquet(frame)
+                self._write_parquet(frame)
         self.rows += len(frame)
 
     def _write_parquet(self, frame: pd.DataFrame) -> None:
@@ -500,7 +528,8 @@ class TableWriter:
         self._close()
         if not self.partial.exists():
             raise DataError(f"nothing was written to {self.path}")
-        os.replace(self.partial, self.path)
+        with _naming(self.path):
+            os.replace(self.partial, self.path)
         return str(self.path)
 
     def abort(self) -> None:

@@ -42,6 +42,8 @@ FLOW_RUN_TAG = "mlpipe.prefect.flow_run_id"
 LOCK_SUFFIX = ".mlpipe-lock"
 # Tags of a model version that say what the gate and the smoke test decided.
 DECISION_TAG = "mlpipe.decision"
+# MLflow's limits on run param and tag values (longer ones are truncated with a warning).
+MAX_PARAM_LENGTH, MAX_TAG_LENGTH = 6000, 8000
 # Judged eligible and better, the alias move under way; what recovery finds after a kill there.
 PROMOTING = "promoting"
 ELIGIBLE_TAG = "mlpipe.eligible"
@@ -350,7 +352,7 @@ def log_params(run_id: str, params: dict[str, str]) -> None:
     """Log string params in batches (MLflow caps a batch at 100 params); secrets redacted."""
     from mlflow.entities import Param
 
-    items = [Param(k, redact(str(v))[:6000]) for k, v in sorted(params.items())]
+    items = [Param(k, redact(str(v))[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
     client = _client()
     for i in range(0, len(items), 100):
         client.log_batch(run_id, params=items[i : i + 100])
@@ -375,10 +377,11 @@ def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None)
 
 @_guard
 def set_tags(run_id: str, tags: dict[str, str]) -> None:
-    """Set run tags (values redacted)."""
+    """Set run tags (values redacted, cut to MLflow's length limit rather than warned about)."""
     from mlflow.entities import RunTag
 
-    _client().log_batch(run_id, tags=[RunTag(k, redact(str(v))) for k, v in tags.items()])
+    items = [RunTag(k, redact(str(v))[:MAX_TAG_LENGTH]) for k, v in tags.items()]
+    _client().log_batch(run_id, tags=items)
 
 
 @_guard
@@ -413,8 +416,17 @@ def log_table(run_id: str, frame: pd.DataFrame, artifact_file: str) -> None:
 
 @_guard
 def log_figure(run_id: str, figure: Figure, artifact_file: str) -> None:
-    """Store a matplotlib figure as a PNG artifact."""
-    _client().log_figure(run_id, figure, artifact_file)
+    """Store a matplotlib figure as a PNG artifact.
+
+    Labels in scripts the default font lacks (CJK class names, emoji) draw as boxes; the
+    figure is still useful, so matplotlib's per-glyph warnings are not passed on.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
+        warnings.filterwarnings("ignore", message=r"Matplotlib currently does not support")
+        _client().log_figure(run_id, figure, artifact_file)
 
 
 @_guard

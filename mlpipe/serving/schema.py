@@ -50,13 +50,13 @@ class Schema(BaseModel):
 
 
 def to_numbers(series: pd.Series) -> pd.Series:
-    """A column as float64: numbers stay, text is parsed, anything else becomes NaN."""
-    if pd.api.types.is_bool_dtype(series):
-        return series.astype("float64")
-    if pd.api.types.is_numeric_dtype(series):
-        return series.astype("float64")
-    text = series.astype("str").str.strip()
-    return pd.to_numeric(text, errors="coerce").astype("float64")
+    """A column as float64: numbers stay, text is parsed, anything else (and +/-inf) is NaN."""
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        values = series.astype("float64")
+    else:
+        text = series.astype("str").str.strip()
+        values = pd.to_numeric(text, errors="coerce").astype("float64")
+    return values.where(np.isfinite(values))
 
 
 def coerce_features(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, dict[str, int]]:

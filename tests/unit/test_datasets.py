@@ -109,12 +109,26 @@ def test_decimal_commas_in_a_semicolon_file_are_numbers(tmp_path: Path):
     assert frame["weight"].dtype == "float64"
 
 
-def test_quoted_decimal_commas_in_a_comma_file_are_named(tmp_path: Path, caplog):
+def test_quoted_decimal_commas_in_a_comma_file_are_numbers(tmp_path: Path, caplog):
     path = tmp_path / "us.csv"
-    path.write_text('price,label\n"1,5",a\n"2,5",b\n')
+    path.write_text('price,label\n"1,5",a\n"1.002,25",b\n"2,125",a\n')
     frame = read_table(path)
-    assert frame["price"].tolist() == ["1,5", "2,5"], "ambiguous: 1,500 or 1.5 - left as text"
-    assert "price" in caplog.text and "decimal comma" in caplog.text
+    assert frame["price"].tolist() == [1.5, 1002.25, 2.125], "'1,5' can only be a decimal comma"
+    assert "price" in caplog.text and "decimal commas" in caplog.text
+
+
+def test_comma_numbers_that_may_be_thousands_are_refused(tmp_path: Path):
+    path = tmp_path / "us.csv"
+    path.write_text('price,label\n"1,500",a\n"2,250",b\n')
+    with pytest.raises(DataError, match=r"price hold numbers like '1,500'.*thousands separator"):
+        read_table(path)
+
+
+def test_a_repeated_header_in_another_letter_case_is_refused(tmp_path: Path):
+    path = tmp_path / "twice.csv"
+    path.write_text("size,species\n1.5,a\nSIZE,SPECIES\n2.5,b\n")
+    with pytest.raises(DataError, match="1 row\\(s\\) repeat the header"):
+        read_table(path)
 
 
 def test_nested_parquet_columns_become_json_text(tmp_path: Path):

@@ -198,3 +198,16 @@ def test_mixed_target_is_allowed_when_the_task_is_explicit():
     frame = make_mixed_frame().assign(label=["a", "1", "2"] * 100)
     schema = resolve_schema(frame, DatasetSpec(source="m.csv", target="label", task="multiclass"))
     assert schema.task == "multiclass"
+
+
+def test_a_timestamp_running_through_a_file_sorted_by_the_target_is_a_leak():
+    frame = sorted_by_target()
+    stamps = 1.7e9 + np.cumsum(np.random.default_rng(1).uniform(0.5, 2.0, len(frame)))
+    leaky = frame.assign(ts=stamps)
+    schema = resolve_schema(leaky, DatasetSpec(source="m.csv", target="label"))
+    assert "ts" in schema.leakage and "ts" not in schema.features
+    # The same timestamp in a shuffled file is an ordinary feature.
+    shuffled = leaky.sample(frac=1, random_state=0).reset_index(drop=True)
+    shuffled["ts"] = stamps
+    schema = resolve_schema(shuffled, DatasetSpec(source="m.csv", target="label"))
+    assert "ts" in schema.numeric and "ts" not in schema.leakage
