@@ -311,7 +311,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from mlpipe.reports.validation import render_html, render_markdown
 
     config = _load_config(args)
-    problems = output_problems({"--report": args.report, "--quarantine": args.quarantine})
+    problems = output_problems(
+        {"--report": args.report, "--quarantine": args.quarantine},
+        [config.dataset.source] if os.path.exists(config.dataset.source) else [],
+    )
     if problems:
         raise ConfigError("; ".join(problems))
     frame = load_source(config.dataset)
@@ -413,7 +416,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     table_format(args.output)
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ConfigError("--output must differ from --input")
-    problems = output_problems({"--output": args.output})
+    problems = output_problems({"--output": args.output}, [args.input])
     if problems:
         raise ConfigError("; ".join(problems))
     if args.chunk_rows < 1:
@@ -637,6 +640,7 @@ def _run_server(cmd: list[str], env: dict[str, str]) -> int:
 
 def cmd_server(args: argparse.Namespace) -> int:
     """Run a Prefect or MLflow server in the foreground until Ctrl-C."""
+    from mlpipe.io.tracking import probe_database
     from mlpipe.servers import (
         MLFLOW_BACKEND_ENV,
         PREFECT_DB_ENV,
@@ -662,6 +666,7 @@ def cmd_server(args: argparse.Namespace) -> int:
             args.host, port, args.database_url, args.artifacts, args.allowed_hosts
         )
         backend = redact(env["MLFLOW_BACKEND_STORE_URI"])
+        probe_database(env["MLFLOW_BACKEND_STORE_URI"], retry_seconds=60)
         print(
             f"MLflow server on http://{args.host}:{port} (backend: {backend}); use "
             f"MLFLOW_TRACKING_URI=http://{args.host}:{port}",
@@ -686,11 +691,12 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Run ``mlflow server`` for the local (or configured) store, bound to 127.0.0.1."""
-    from mlpipe.io.tracking import resolve_uri
+    from mlpipe.io.tracking import probe_database, resolve_uri
     from mlpipe.servers import mlflow_command, no_secret_in_argv
 
     no_secret_in_argv(args.backend_store_uri, "--backend-store-uri", "MLFLOW_TRACKING_URI")
     uri = args.backend_store_uri or resolve_uri()
+    probe_database(uri, retry_seconds=60)
     cmd, env = mlflow_command(args.host, args.port, uri, "mlruns", None)
     print(
         f"MLflow UI for {redact(uri)} on http://{args.host}:{args.port} (Ctrl-C to stop)",
@@ -727,7 +733,7 @@ def report_error(err: BaseException, verbose: bool) -> int:
     from mlpipe.errors import MlpipeError
 
     if isinstance(err, KeyboardInterrupt):
-        print("mlpipe: interrupted", file=sys.stderr)
+        print("mlpipe: error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     terminated = isinstance(err, Terminated)
     if not terminated and "prefect" in sys.modules:
@@ -735,7 +741,7 @@ def report_error(err: BaseException, verbose: bool) -> int:
 
         terminated = is_termination(err)
     if terminated:
-        print("mlpipe: terminated (SIGTERM); the run was closed as failed", file=sys.stderr)
+        print("mlpipe: error: terminated (SIGTERM); the run was closed as failed", file=sys.stderr)
         return EXIT_TERMINATED
     if isinstance(err, BrokenPipeError):
         # Output piped into `head` and closed early: not an error of ours.

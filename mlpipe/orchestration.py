@@ -261,8 +261,10 @@ class _QuietTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if exc is None:
-            # "Finished in state Failed(...)" repeats the error the CLI is about to print.
-            echo = record.levelno >= logging.ERROR and str(record.msg).startswith("Finished in")
+            # "Finished in state Failed(...)" repeats the error the CLI is about to print
+            # (Prefect logs it at ERROR or, for some flow failures, at INFO).
+            message = str(record.msg)
+            echo = message.startswith("Finished in") and "Completed" not in message[:30]
             return self.verbose or not echo
         return self.verbose and not isinstance(exc, MlpipeError)
 

@@ -8,13 +8,16 @@ leaves a class without training rows.
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from mlpipe.config import Config, check_name
 from mlpipe.data.datasets import model_name
+from mlpipe.data.features import magnitude_problem
 from mlpipe.errors import ConfigError, DataError
 from mlpipe.learn.metrics import DEFAULT_PRIMARY, for_task
 from mlpipe.serving.schema import Schema
@@ -69,6 +72,9 @@ def data_problems(config: Config, schema: Schema, frame: pd.DataFrame) -> list[s
     for name, share in (("test", config.split.test_size), ("validation", config.split.val_size)):
         if rows * share < 1:
             problems.append(f"{rows} rows leave no {name} rows at split size {share}")
+    magnitude = magnitude_problem(frame, schema)
+    if magnitude is not None:
+        problems.append(magnitude)
     if schema.task != "regression":
         counts = frame[schema.target].dropna().value_counts()
         single = [str(label) for label, n in counts.items() if n < 2]
@@ -119,14 +125,28 @@ def path_problems(config: Config) -> list[str]:
     return problems
 
 
-def output_problems(outputs: dict[str, str | None]) -> list[str]:
-    """Output files (``{"--report": path}``) whose folder cannot be written, as messages."""
+def output_problems(outputs: dict[str, str | None], inputs: Sequence[str] = ()) -> list[str]:
+    """Output files (``{"--report": path}``) that must not or cannot be written, as messages.
+
+    An output may not be one of the ``inputs``, another output, or an existing thing that is
+    not a regular file (a folder, ``/dev/null``, a pipe): the atomic write would replace it.
+    """
     problems = []
+    seen: dict[str, str] = {os.path.realpath(p): "the input" for p in inputs}
     for option, path in outputs.items():
         if not path:
             continue
         target = Path(path)
-        reason = "is a directory" if target.is_dir() else unwritable(target.parent)
+        real = os.path.realpath(target)
+        if real in seen:
+            problems.append(f"{option} {path} is {seen[real]}: choose another file")
+            continue
+        seen[real] = f"also {option}"
+        if target.exists() and not target.is_file():
+            kind = "a directory" if target.is_dir() else "not a regular file"
+            problems.append(f"{option} {path}: cannot write there: is {kind}")
+            continue
+        reason = unwritable(target.parent)
         if reason is not None:
             problems.append(f"{option} {path}: cannot write there: {reason}")
     return problems

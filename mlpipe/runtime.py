@@ -11,7 +11,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from mlpipe.secrets import redact
+from mlpipe.secrets import redact, remember
 
 # setdefault: anything the user exported wins.
 ENV_DEFAULTS = {
@@ -43,6 +43,11 @@ def configure_environment() -> None:
     """Set environment defaults for Prefect, MLflow and GX before they are imported."""
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    # Database and tracking URLs given through the environment: their passwords are hidden in
+    # every message, even in pieces quoted by a driver.
+    for key, value in os.environ.items():
+        if key.endswith(("_URI", "_URL")):
+            remember(value)
     # Libraries calling APIs that pandas 3 deprecates: their problem, not the user's.
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="mlflow")
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="great_expectations")

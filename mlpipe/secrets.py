@@ -24,6 +24,30 @@ _KEYWORD = re.compile(
 )
 
 
+# Passwords seen in URLs this process uses. A driver's error may quote a piece of one outside
+# any URL ('could not translate host name "rest-of-password@db"' when the password holds an
+# unescaped "@"); those pieces are hidden wherever they appear.
+_known: set[str] = set()
+MIN_PIECE = 4
+
+
+def remember(text: str) -> None:
+    """Learn the passwords with an unescaped "@" in the URLs of ``text``, and their pieces.
+
+    Only those: a driver splits such a password and quotes a piece outside any URL. Other
+    passwords only ever appear inside URLs, where the URL pattern hides them.
+    """
+    for match in _USERINFO.finditer(text):
+        secret = match["secret"]
+        if "@" in secret:
+            _known.update(p for p in (secret, *secret.split("@")) if len(p) >= MIN_PIECE)
+
+
+def _structural(text: str) -> str:
+    text = _USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)
+    return _KEYWORD.sub(lambda m: f"{m['key']}{MASK}", text)
+
+
 def redact(text: str) -> str:
     """Hide every password in ``text`` (URLs, query parameters, keyword connection strings).
 
@@ -33,13 +57,17 @@ def redact(text: str) -> str:
     Returns:
         The text with each secret replaced by ``***``; user names and hosts are kept.
     """
-    text = _USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)
-    return _KEYWORD.sub(lambda m: f"{m['key']}{MASK}", text)
+    remember(text)
+    text = _structural(text)
+    for secret in sorted(_known, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
 
 
 def has_secret(text: str) -> bool:
-    """Whether ``text`` holds something :func:`redact` would hide."""
-    return redact(text) != text
+    """Whether ``text`` holds a credential (a password in a URL, ``password=...``)."""
+    return _structural(text) != text
 
 
 def redact_obj(value: Any) -> Any:

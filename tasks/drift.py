@@ -41,7 +41,7 @@ def check_drift(
             table["drifted"].tolist(),
             report.threshold,
         )
-        tracking.log_figure(run.run_id, figure, "drift/psi.png")
+        tracking.log_artifact(run.run_id, plots.save(figure, run.path("drift/psi.png")), "drift")
         tracking.log_metrics(
             run.run_id,
             {"drift_columns": len(report.drifted), "drift_max_psi": float(table["psi"].max())},

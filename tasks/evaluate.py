@@ -62,9 +62,7 @@ def evaluate_models(
         figures["correlation_heatmap.png"] = heatmap
     for name, fig in figures.items():
         # Kept in the run directory too: the model card embeds them.
-        local = run.path(f"plots/{name}")
-        local.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(local, dpi=100)
+        local = plots.save(fig, run.path(f"plots/{name}"))
         tracking.log_artifact(run.run_id, local, "plots")
 
     columns = [s for s in slices if s != "class"]

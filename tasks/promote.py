@@ -91,11 +91,20 @@ def _champion_evidence(
         except TrackingError:
             raise
         except Exception as err:  # any failure to score means "not comparable"
-            why = str(err) if isinstance(err, RegistryError) else f"it failed on these rows: {err}"
+            why = str(err) if isinstance(err, RegistryError) else _scoring_failure(err)
             return ChampionEvidence(
                 current.version, shared, None, redact(" ".join(why.split()))[:300] + hint
             )
     return ChampionEvidence(version=current.version, shared=shared, outputs=outputs)
+
+
+def _scoring_failure(err: Exception) -> str:
+    """The cause of a champion's failure to score, without the rows MLflow quotes with it."""
+    text = str(err)
+    # MLflow: "Failed to enforce schema of data '<the whole frame>' with schema '...'. Error: X"
+    cause = text.rsplit("Error: ", 1)[-1] if "Failed to enforce schema" in text else text
+    first = cause.strip().splitlines()[0] if cause.strip() else type(err).__name__
+    return f"it cannot score this version's rows: {first}"
 
 
 @task(name="promote")

@@ -14,7 +14,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from mlpipe.config import FeatureConfig
+from mlpipe.errors import DataError
 from mlpipe.serving.schema import Schema
+
+# float32 (the network's input type) holds about +/-3.4e38; larger values are a units or
+# parsing bug, and near that limit a scaler's sum of squares overflows already.
+MAX_MAGNITUDE = 1e38
 
 
 def build_preprocessor(schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
@@ -55,8 +60,38 @@ def build_preprocessor(schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
     return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
 
 
+def magnitude_problem(frame: pd.DataFrame, schema: Schema) -> str | None:
+    """Numeric features beyond what the network's float32 inputs can hold, as a message.
+
+    Such values are a units or parsing bug; scaled, they overflow into NaN and would look
+    like a diverged training.
+    """
+    present = [c for c in schema.numeric if c in frame.columns]
+    sizes = frame[present].apply(pd.to_numeric, errors="coerce").abs().max()
+    huge = sizes[sizes > MAX_MAGNITUDE].sort_values(ascending=False)
+    if not len(huge):
+        return None
+    named = ", ".join(f"{c} (up to {v:.3g})" for c, v in huge.head(5).items())
+    return (
+        f"feature values too large to learn from: {named}; rescale them (e.g. to other units) "
+        "or list them in dataset.ignore"
+    )
+
+
+def check_magnitudes(frame: pd.DataFrame, schema: Schema) -> None:
+    """Raise :class:`DataError` with :func:`magnitude_problem`'s message, if any."""
+    problem = magnitude_problem(frame, schema)
+    if problem is not None:
+        raise DataError(problem)
+
+
 def fit_preprocessor(train: pd.DataFrame, schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
-    """Fit the preprocessor on the training rows only (no statistics from val/test leak in)."""
+    """Fit the preprocessor on the training rows only (no statistics from val/test leak in).
+
+    Raises:
+        DataError: A numeric feature holds values too large to learn from.
+    """
+    check_magnitudes(train, schema)
     preprocessor = build_preprocessor(schema, cfg)
     preprocessor.set_output(transform="pandas")
     preprocessor.fit(train[schema.features])

@@ -30,10 +30,12 @@ PARQUET_SUFFIXES = {".parquet", ".pq"}
 SUFFIXES = sorted([*CSV_SUFFIXES, *PARQUET_SUFFIXES])
 DELIMITERS = (",", ";", "\t", "|")
 SNIFF_BYTES = 1 << 16
-# A text column is read as numbers with decimal commas when this share of its values look so.
+# A text column is read as numbers written with commas when this share of its values look so.
 DECIMAL_COMMA_SHARE = 0.95
-_DECIMAL_COMMA = re.compile(r"^\s*[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+\s*$")
-_THOUSANDS = re.compile(r"^\s*[+-]?\d{1,3},\d{3}\s*$")
+# Numbers as a decimal-comma locale writes them ("1.234,5", "0,75", "12"), and as an English
+# one writes them with thousands separators ("5,125.70", "1,500,000", "12").
+_DECIMAL_COMMA = re.compile(r"^[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?$")
+_THOUSANDS = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$")
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -196,8 +198,14 @@ def _csv_errors(p: Path, dialect: Dialect) -> Iterator[None]:
         raise DataError(f"cannot parse {p} as CSV: {first}") from None
 
 
-def _decimal_comma_columns(frame: pd.DataFrame) -> list[str]:
-    found = []
+def _comma_numbers(frame: pd.DataFrame, comma_file: bool) -> dict[str, str]:
+    """Text columns that hold numbers written with commas, and how to read them.
+
+    ``decimal`` (``1.234,5``, ``0,75``), ``thousands`` (``5,125.70``, ``1,500,000``) or
+    ``ambiguous``: every comma could be either (``1,500``), which only the delimiter decides
+    (a semicolon file writes decimal commas; a comma-separated one may mean either).
+    """
+    found = {}
     for col in frame.columns:
         series = frame[col]
         if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
@@ -205,16 +213,16 @@ def _decimal_comma_columns(frame: pd.DataFrame) -> list[str]:
         present = series.dropna()
         if present.empty or not all(isinstance(v, str) for v in present.head(1000)):
             continue
-        matches = present.astype("str").str.match(_DECIMAL_COMMA)
-        if matches.mean() >= DECIMAL_COMMA_SHARE:
-            found.append(str(col))
+        text = present.astype("str").str.strip()
+        if not text.str.contains(",", regex=False).any():
+            continue
+        decimal = text.str.match(_DECIMAL_COMMA).mean() >= DECIMAL_COMMA_SHARE
+        thousands = text.str.match(_THOUSANDS).mean() >= DECIMAL_COMMA_SHARE
+        if decimal and thousands:
+            found[str(col)] = "ambiguous" if comma_file else "decimal"
+        elif decimal or thousands:
+            found[str(col)] = "decimal" if decimal else "thousands"
     return found
-
-
-def _thousands_like(series: pd.Series) -> bool:
-    """Every value reads as a whole number with one thousands comma ("1,234")."""
-    present = series.dropna().astype("str")
-    return bool(present.str.match(_THOUSANDS).all())
 
 
 def normalise(frame: pd.DataFrame, p: Path, delimiter: str | None = None) -> pd.DataFrame:
@@ -223,9 +231,10 @@ def normalise(frame: pd.DataFrame, p: Path, delimiter: str | None = None) -> pd.
     Args:
         frame: A table (or one chunk of it) as read.
         p: Its file, for messages.
-        delimiter: The CSV delimiter. In a comma-separated file, numbers written with a
-            comma are parsed when the comma can only be a decimal mark ("1,5") and refused
-            when every one of them could be a thousands separator ("1,234").
+        delimiter: The CSV delimiter. Numbers written with commas are parsed when the
+            comma can only be a decimal mark ("1,5") or a thousands separator
+            ("5,125.70"); when every one could be either ("1,500"), a semicolon file means
+            a decimal comma and a comma-separated file is refused.
 
     Returns:
         A new frame.
@@ -255,23 +264,27 @@ def normalise(frame: pd.DataFrame, p: Path, delimiter: str | None = None) -> pd.
                 f"{p}: {int(repeated.sum())} row(s) repeat the header (first at data row "
                 f"{int(where) + 1}): files concatenated with their headers? remove those rows"
             )
-    decimal = _decimal_comma_columns(out)
-    if decimal and delimiter in (None, ","):
-        # "1,5" can only be a decimal comma; "1,234" may as well be a thousands separator.
-        ambiguous = [c for c in decimal if _thousands_like(out[c])]
-        if ambiguous:
-            example = str(out[ambiguous[0]].dropna().iloc[0]).strip()
-            raise DataError(
-                f"{p}: {', '.join(ambiguous)} hold numbers like '{example}' in a comma-separated "
-                "file: a thousands separator or a decimal comma? write them without it, or use "
-                "';' as the delimiter for decimal commas"
-            )
-    for col in decimal:
+    comma = _comma_numbers(out, comma_file=delimiter in (None, ","))
+    ambiguous = [c for c, kind in comma.items() if kind == "ambiguous"]
+    if ambiguous:
+        example = next(v for v in out[ambiguous[0]].dropna() if "," in str(v))
+        raise DataError(
+            f"{p}: {', '.join(ambiguous)} hold numbers like '{str(example).strip()}' in a "
+            "comma-separated file: a thousands separator or a decimal comma? write them "
+            "without it, or use ';' as the delimiter for decimal commas"
+        )
+    for col, kind in comma.items():
         text = out[col].astype("str").str.strip()
-        text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        if kind == "decimal":
+            text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        else:
+            text = text.str.replace(",", "", regex=False)
         out[col] = pd.to_numeric(text.where(out[col].notna()), errors="coerce")
-    if decimal:
-        log.warning("%s: read decimal commas as numbers in %s", p, ", ".join(decimal))
+    for kind in ("decimal", "thousands"):
+        columns = [c for c, k in comma.items() if k == kind]
+        if columns:
+            what = "decimal commas" if kind == "decimal" else "thousands separators"
+            log.warning("%s: read numbers with %s in %s", p, what, ", ".join(columns))
     return out
 
 

@@ -26,11 +26,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlpipe.errors import MlpipeError, RegistryError, TrackingError
 from mlpipe.io.processes import file_lock, owner, owner_alive
-from mlpipe.secrets import redact
+from mlpipe.secrets import redact, remember
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.figure import Figure
 
 CHAMPION = "champion"
 DEFAULT_DB = "mlflow.db"
@@ -108,7 +107,8 @@ def configure(uri: str | None = None, retry_seconds: float = 60.0) -> str:
     mlflow.set_tracking_uri(resolved)
     mlflow.set_registry_uri(resolved)
     _state.update(uri=resolved, down=False, retry_seconds=retry_seconds)
-    _probe_database(resolved)
+    remember(resolved)  # so a driver's message quoting part of the password is redacted too
+    probe_database(resolved)
     db = sqlite_path(resolved)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -150,11 +150,19 @@ def _create_sqlite_store(db: Path) -> None:
 _DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
 
 
-def _probe_database(uri: str) -> None:
-    """Open a database backend once, quickly, before MLflow does.
+def probe_database(uri: str, retry_seconds: float | None = None) -> None:
+    """Open a database backend once, quickly, before MLflow does (other URIs: nothing).
 
     MLflow retries engine creation ten times with exponential backoff (about 100 s of
     multi-line warnings) even when the database does not exist or the password is wrong.
+
+    Args:
+        uri: A tracking or backend-store URI.
+        retry_seconds: How long a refused connection is retried (default: the configured
+            ``tracking.retry_seconds``).
+
+    Raises:
+        TrackingError: The database cannot be opened; one line, password hidden.
     """
     if uri.split(":", 1)[0].split("+", 1)[0] not in _DATABASE_SCHEMES:
         return
@@ -164,7 +172,9 @@ def _probe_database(uri: str) -> None:
         engine = sqlalchemy.create_engine(uri, pool_pre_ping=False)
     except Exception as err:  # e.g. the driver is not installed
         raise TrackingError(f"tracking database {redact(uri)}: {redact(str(err))[:300]}") from None
-    deadline = time.monotonic() + _state["retry_seconds"]
+    remember(uri)
+    budget = _state["retry_seconds"] if retry_seconds is None else retry_seconds
+    deadline = time.monotonic() + budget
     waited = False
     try:
         while True:
@@ -181,7 +191,7 @@ def _probe_database(uri: str) -> None:
                             "tracking database %s refuses connections; retrying for up to %.0fs "
                             "(tracking.retry_seconds)",
                             redact(uri),
-                            _state["retry_seconds"],
+                            budget,
                         )
                     waited = True
                     time.sleep(1.0)
@@ -412,21 +422,6 @@ def log_dict(run_id: str, data: Any, artifact_file: str) -> None:
 def log_table(run_id: str, frame: pd.DataFrame, artifact_file: str) -> None:
     """Store a frame as an MLflow table artifact (shown as a table in the UI)."""
     _client().log_table(run_id, data=frame, artifact_file=artifact_file)
-
-
-@_guard
-def log_figure(run_id: str, figure: Figure, artifact_file: str) -> None:
-    """Store a matplotlib figure as a PNG artifact.
-
-    Labels in scripts the default font lacks (CJK class names, emoji) draw as boxes; the
-    figure is still useful, so matplotlib's per-glyph warnings are not passed on.
-    """
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
-        warnings.filterwarnings("ignore", message=r"Matplotlib currently does not support")
-        _client().log_figure(run_id, figure, artifact_file)
 
 
 @_guard

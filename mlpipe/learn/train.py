@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mlpipe.config import FeatureConfig, TrainConfig
-from mlpipe.data.features import fit_preprocessor
+from mlpipe.data.features import check_magnitudes, fit_preprocessor
 from mlpipe.errors import ConfigError, TrainingError
 from mlpipe.serving.nets import build_network
 from mlpipe.serving.predictor import Predictor, transform
@@ -120,7 +120,9 @@ def fit_network(
     for epoch in range(1, cfg.max_epochs + 1):
         net.train()
         order = torch.randperm(len(xt), generator=generator).to(device)
-        total, correct = 0.0, 0
+        # Accumulated on the device and read once per epoch: a per-batch .item() is a host sync.
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             optimiser.zero_grad()
@@ -128,14 +130,14 @@ def fit_network(
             loss = loss_fn(out, yt[idx])
             loss.backward()
             optimiser.step()
-            total += loss.item() * len(idx)
+            total += loss.detach().double() * len(idx)
             if classify:
-                correct += int((out.argmax(1) == yt[idx]).sum())
+                correct += (out.detach().argmax(1) == yt[idx]).sum()
         net.eval()
         with torch.no_grad():
             val_out = net(xv)
             val_loss = float(loss_fn(val_out, yv))
-        train_loss = total / len(xt)
+        train_loss = float(total) / len(xt)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingError(
                 f"training diverged at epoch {epoch} (train loss {train_loss:.3g}, validation "
@@ -143,7 +145,7 @@ def fit_network(
             )
         row = {"epoch": float(epoch), "train_loss": train_loss, "val_loss": val_loss}
         if classify:
-            row["train_accuracy"] = correct / len(xt)
+            row["train_accuracy"] = int(correct) / len(xt)
             row["val_accuracy"] = float((val_out.argmax(1) == yv).float().mean())
         history.append(row)
         if on_epoch:
@@ -250,11 +252,13 @@ def fit(
 
     Raises:
         TrainingError: The network diverged.
+        DataError: Feature values too large to scale (near the float limits).
         ConfigError: The architecture does not fit the data, or the device is unavailable.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pick_device(cfg.device)
+    check_magnitudes(val, schema)
     preprocessor = (
         fit_preprocessor(train, schema, features)
         if isinstance(features, FeatureConfig)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,21 @@ def _figure(width: float = 6.0, height: float = 5.0, ncols: int = 1) -> tuple[Fi
     fig = Figure(figsize=(width * ncols, height), layout="constrained")
     axes = fig.subplots(1, ncols)
     return fig, axes
+
+
+def save(figure: Figure, path: str | Path) -> Path:
+    """Render a figure to a PNG file (its folder created) and return the path.
+
+    Labels in scripts the default font lacks (CJK class names, emoji) draw as boxes; the plot
+    is still useful, so matplotlib's per-glyph warnings are not passed on to the user.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
+        warnings.filterwarnings("ignore", message=r"Matplotlib currently does not support")
+        figure.savefig(target, dpi=100)
+    return target
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, labels: list[Any]) -> Figure:

@@ -109,8 +109,10 @@ def test_a_challenger_that_predicts_something_else_never_takes_champion(
         config = {
             "dataset": {"source": str(path), "name": "birds", "target": target},
             "tracking": {"model_name": "birds"},
-            "train": {"max_epochs": 20, "hidden_layers": [16], "baseline": "none"},
-        }
+            "train": {"max_epochs": 8, "hidden_layers": [8], "learning_rate": 0.01,
+                      "baseline": "none"},
+            "promotion": {"resamples": 200},
+        }  # fmt: skip
         return training(build_config(config))
 
     first = train_on(birds)

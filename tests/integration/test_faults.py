@@ -77,7 +77,7 @@ def test_kill_and_sigterm_leave_nothing_running_and_the_next_run_recovers(tmp_pa
     # ...and SIGTERM ends it within seconds with one line, its own run and flow run closed.
     assert time.monotonic() - started < 30
     err = err_text.strip().splitlines()
-    assert err[-1].startswith("mlpipe: terminated"), err[-3:]
+    assert err[-1].startswith("mlpipe: error: terminated (SIGTERM)"), err[-3:]
     assert not any("Traceback" in line for line in err)
     assert wait_gone(children, 20) == set()
     terminated = client.search_runs(["1"], "attributes.status = 'FAILED'")

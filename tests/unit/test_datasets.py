@@ -117,6 +117,15 @@ def test_quoted_decimal_commas_in_a_comma_file_are_numbers(tmp_path: Path, caplo
     assert "price" in caplog.text and "decimal commas" in caplog.text
 
 
+def test_thousands_separators_are_numbers(tmp_path: Path, caplog):
+    path = tmp_path / "us.csv"
+    path.write_text('price,qty,label\n"5,125.70","1,500,000",a\n950.25,12,b\n"12,000.5",7,a\n')
+    frame = read_table(path)
+    assert frame["price"].tolist() == [5125.70, 950.25, 12000.5]
+    assert frame["qty"].tolist() == [1_500_000, 12, 7]
+    assert "thousands separators in price, qty" in caplog.text
+
+
 def test_comma_numbers_that_may_be_thousands_are_refused(tmp_path: Path):
     path = tmp_path / "us.csv"
     path.write_text('price,label\n"1,500",a\n"2,250",b\n')

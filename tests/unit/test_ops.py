@@ -82,3 +82,11 @@ def test_cooldown():
     assert cooldown_blocks(recent, now, minutes=60)
     assert not cooldown_blocks(recent, now, minutes=20)
     assert not cooldown_blocks([], now, minutes=60)
+
+
+def test_pieces_of_a_password_quoted_by_a_driver_are_hidden_too():
+    url = "postgresql://u:Secret@PIECE1234@db:5432/x"
+    assert redact(url) == "postgresql://u:***@db:5432/x"
+    # The driver reads the password up to the first "@" and quotes the rest as a host name.
+    message = 'could not translate host name "PIECE1234@db" to address'
+    assert redact(message) == 'could not translate host name "***@db" to address'
