@@ -107,7 +107,6 @@ def configure(uri: str | None = None, retry_seconds: float = 60.0) -> str:
     mlflow.set_tracking_uri(resolved)
     mlflow.set_registry_uri(resolved)
     _state.update(uri=resolved, down=False, retry_seconds=retry_seconds)
-    remember(resolved)  # so a driver's message quoting part of the password is redacted too
     probe_database(resolved)
     db = sqlite_path(resolved)
     if db is not None:
@@ -172,7 +171,7 @@ def probe_database(uri: str, retry_seconds: float | None = None) -> None:
         engine = sqlalchemy.create_engine(uri, pool_pre_ping=False)
     except Exception as err:  # e.g. the driver is not installed
         raise TrackingError(f"tracking database {redact(uri)}: {redact(str(err))[:300]}") from None
-    remember(uri)
+    remember(uri)  # a driver's message may quote a piece of an "@" password
     budget = _state["retry_seconds"] if retry_seconds is None else retry_seconds
     deadline = time.monotonic() + budget
     waited = False

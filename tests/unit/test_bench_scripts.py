@@ -10,14 +10,19 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-def test_validation_bench_runs_and_engines_agree():
+def run_bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``bench/<script>`` with ``args``; it must exit 0."""
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "validation_engines.py"), "--rows", "5000",
-         "--repeat", "1"],
+        [sys.executable, str(REPO / "bench" / script), *args],
         capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+@pytest.mark.slow
+def test_validation_bench_runs_and_engines_agree():
+    done = run_bench("validation_engines.py", "--rows", "5000", "--repeat", "1")
     header = re.search(r"rows=([\d,]+) columns=(\d+) expectations=(\d+) failing rows=([\d,]+) "
                        r"\(same in all three\)", done.stdout)  # fmt: skip
     assert header, done.stdout
@@ -32,12 +37,7 @@ def test_validation_bench_runs_and_engines_agree():
 
 @pytest.mark.slow
 def test_digits_bench_trains_through_the_entry_point():
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "digits_mlp_seeds.py"), "--seeds", "1",
-         "--max-epochs", "3"],
-        capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_bench("digits_mlp_seeds.py", "--seeds", "1", "--max-epochs", "3")
     rows = [
         line for line in done.stdout.splitlines() if line.startswith("| ") and "variant" not in line
     ]
@@ -47,11 +47,6 @@ def test_digits_bench_trains_through_the_entry_point():
 
 
 def test_bootstrap_bench_checks_both_paths_agree():
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "bootstrap_speed.py"), "--rows", "300",
-         "--resamples", "40"],
-        capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_bench("bootstrap_speed.py", "--rows", "300", "--resamples", "40")
     lines = re.findall(r"^(\w+)\s+per-resample .* \(same values\)$", done.stdout, flags=re.M)
     assert lines == ["accuracy", "log_loss", "rmse", "r2"], done.stdout
