@@ -241,7 +241,7 @@ def _prepare(config: Any) -> tuple[Any, Any]:
 def cmd_train(args: argparse.Namespace) -> int:
     """Check inputs quickly, then run the training flow and print a summary."""
     config = _load_config(args)
-    _prepare(config)
+    _, schema = _prepare(config)
     from mlpipe import smoke
     from mlpipe.io.tracking import resolve_uri
     from mlpipe.orchestration import run_training
@@ -249,7 +249,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # The smoke test's fresh interpreter imports its libraries while Prefect starts.
     smoke.prestart(resolve_uri(config.tracking.uri))
 
-    result = run_training(config)
+    result = run_training(config, schema)
     state = "promoted to champion" if result.promoted else "not promoted"
     print(f"run {result.run_id}: {result.model_name} v{result.version} {state}")
     print(f"  {result.reason}")

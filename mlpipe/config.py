@@ -212,7 +212,9 @@ class TrainConfig(_Model):
         dropout: Dropout after each hidden layer of the MLP.
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay (L2).
-        batch_size: Mini-batch size.
+        batch_size: Mini-batch size, or ``auto``: 64 below 256k training rows, above that the
+            power of two at or below rows / 2,000, at most 1024 (an epoch over millions of rows
+            then takes thousands of steps rather than tens of thousands).
         max_epochs: Upper bound on epochs.
         patience: Early stopping: epochs without validation improvement before stopping.
         baseline: scikit-learn model trained in the same run for comparison
@@ -229,7 +231,7 @@ class TrainConfig(_Model):
     dropout: float = Field(default=0.2, ge=0, lt=1)
     learning_rate: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     max_epochs: int = Field(default=100, ge=1)
     patience: int = Field(default=10, ge=1)
     baseline: Literal["linear", "hgb", "none"] = "linear"

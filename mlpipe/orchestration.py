@@ -18,8 +18,9 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mlpipe.errors import MlpipeError
 from mlpipe.io.processes import die_with_parent
@@ -27,6 +28,7 @@ from mlpipe.io.processes import die_with_parent
 if TYPE_CHECKING:
     from mlpipe.config import Config
     from mlpipe.handoff import BatchResult, PredictRequest, TrainingResult, TriggerDecision
+    from mlpipe.serving.schema import Schema
 
 TRAINING_DEPLOYMENT = "training/mlpipe-training"
 log = logging.getLogger("mlpipe.orchestration")
@@ -50,27 +52,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextlib.contextmanager
-def prefect_api(timeout: float | None = None) -> Iterator[str]:
-    """Use the configured Prefect API, or a temporary server tied to this process.
+@dataclass
+class _Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    errors: IO[bytes]
 
-    Prefect's own temporary server outlives a process killed with SIGKILL; this one is started
-    with ``PR_SET_PDEATHSIG``, so the kernel stops it when its parent dies, however it dies.
 
-    Yields:
-        The API URL.
-    """
+_prestarted: list[_Server] = []
+
+
+def _launch() -> _Server:
+    """Start a temporary Prefect API server (not waiting for it), tied to this process."""
     import prefect
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    configured = configured_api()
-    if configured:
-        yield configured
-        return
-    from mlpipe.servers import wait_healthy
 
     port = _free_port()
-    url = f"http://127.0.0.1:{port}/api"
     cmd = [
         sys.executable,
         "-m",
@@ -94,34 +90,67 @@ def prefect_api(timeout: float | None = None) -> Iterator[str]:
         "PREFECT__SERVER_EPHEMERAL": "1",
         "PREFECT__SERVER_FINAL": "1",
     }
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by prefect_api with the server)
+    process = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=errors, preexec_fn=die_with_parent
+    )
+    return _Server(process, f"http://127.0.0.1:{port}/api", errors)
+
+
+def prestart_server() -> None:
+    """Start the temporary Prefect server now, so its start-up overlaps other work.
+
+    Does nothing when a Prefect API is configured. The next :func:`prefect_api` adopts the
+    server; if none does, it stops with this process (``PR_SET_PDEATHSIG``).
+    """
+    if not _prestarted and not configured_api():
+        _prestarted.append(_launch())
+
+
+@contextlib.contextmanager
+def prefect_api(timeout: float | None = None) -> Iterator[str]:
+    """Use the configured Prefect API, or a temporary server tied to this process.
+
+    Prefect's own temporary server outlives a process killed with SIGKILL; this one is started
+    with ``PR_SET_PDEATHSIG``, so the kernel stops it when its parent dies, however it dies.
+
+    Yields:
+        The API URL.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    configured = configured_api()
+    if configured:
+        yield configured
+        return
+    from mlpipe.servers import wait_healthy
+
     wait = timeout or float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 90))
-    with tempfile.TemporaryFile() as errors:
-        server = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.DEVNULL, stderr=errors, preexec_fn=die_with_parent
-        )
-        up = False
+    server = _prestarted.pop() if _prestarted else _launch()
+    up = False
+    try:
+        if not wait_healthy(f"{server.url}/health", wait) or server.process.poll() is not None:
+            server.errors.seek(0)
+            tail = server.errors.read().decode(errors="replace").strip().splitlines()[-1:] or [""]
+            raise PrefectUnavailableError(
+                f"the temporary Prefect server did not start within {wait:.0f}s "
+                f"({tail[0][:200]}); set PREFECT_API_URL to a running server"
+            )
+        up = True
+        with temporary_settings(updates={PREFECT_API_URL: server.url}):
+            _temporary["url"] = server.url
+            yield server.url
+    finally:
+        _temporary["url"] = None
+        if up:  # interrupted while starting: nothing was sent, and nothing can be
+            _drain_prefect_workers()
+        server.process.terminate()
         try:
-            if not wait_healthy(f"{url}/health", wait) or server.poll() is not None:
-                errors.seek(0)
-                tail = errors.read().decode(errors="replace").strip().splitlines()[-1:] or [""]
-                raise PrefectUnavailableError(
-                    f"the temporary Prefect server did not start within {wait:.0f}s "
-                    f"({tail[0][:200]}); set PREFECT_API_URL to a running server"
-                )
-            up = True
-            with temporary_settings(updates={PREFECT_API_URL: url}):
-                _temporary["url"] = url
-                yield url
-        finally:
-            _temporary["url"] = None
-            if up:  # interrupted while starting: nothing was sent, and nothing can be
-                _drain_prefect_workers()
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+        server.errors.close()
 
 
 def _drain_prefect_workers() -> None:
@@ -144,27 +173,33 @@ def on_temporary_server() -> bool:
     return _temporary["url"] is not None and configured_api() == _temporary["url"]
 
 
-def run_training(config: Config) -> TrainingResult:
-    """Run the training flow (against the configured or a temporary Prefect server)."""
-    with prefect_api():
-        from flows.training import training
+def run_training(config: Config, schema: Schema | None = None) -> TrainingResult:
+    """Run the training flow (against the configured or a temporary Prefect server).
 
-        return training(config)
+    ``schema``: the roles the caller's pre-flight resolved, so the flow does not redo it.
+    """
+    prestart_server()  # starts while the flow's libraries import
+    from flows.training import training
+
+    with prefect_api():
+        return training(config, resolved=schema)
 
 
 def run_batch_predict(request: PredictRequest) -> BatchResult:
     """Run the batch prediction flow."""
-    with prefect_api():
-        from flows.batch_predict import batch_predict
+    prestart_server()  # starts while the flow's libraries import
+    from flows.batch_predict import batch_predict
 
+    with prefect_api():
         return batch_predict(request)
 
 
 def run_monitoring(config: Config, data: str) -> TriggerDecision:
     """Run the monitoring flow on one batch."""
-    with prefect_api():
-        from flows.monitoring import monitoring
+    prestart_server()  # starts while the flow's libraries import
+    from flows.monitoring import monitoring
 
+    with prefect_api():
         return monitoring(config, data)
 
 

@@ -14,17 +14,23 @@ from mlpipe.handoff import LoadedData, RunContext
 from mlpipe.io import tracking
 from mlpipe.io.tables import frame_digest, write_parquet
 from mlpipe.registry import SCHEMA_ARTIFACT
+from mlpipe.serving.schema import Schema
 
 log = logging.getLogger("mlpipe.load")
 
 
 @task(name="load")
-def load_data(config: Config, run: RunContext) -> LoadedData:
-    """Load the source, check the config against it, write ``raw.parquet``, log the dataset."""
+def load_data(config: Config, run: RunContext, schema: Schema | None = None) -> LoadedData:
+    """Load the source, write ``raw.parquet``, log the dataset.
+
+    Without a ``schema`` resolved by the caller's pre-flight, resolve it and run the
+    pre-flight here (scheduled and triggered runs).
+    """
     spec = config.dataset
     frame = load_source(spec)
-    schema = resolve_schema(frame, spec)
-    preflight.check(config, schema, frame)
+    if schema is None:
+        schema = resolve_schema(frame, spec)
+        preflight.check(config, schema, frame)
     path = write_parquet(frame, run.path("raw.parquet"))
     digest = frame_digest(frame)
     source = spec.source if is_builtin(spec.source) else str(spec.source)

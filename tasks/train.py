@@ -67,12 +67,14 @@ def train_models(
             "best_epoch": fitted.best_epoch,
             "epochs_run": len(fitted.history),
             "train_seconds": fitted.seconds,
+            "batch_size": fitted.batch_size,
         },
     )
     log.info(
-        "trained %d epochs in %.1fs; best validation loss at epoch %d",
+        "trained %d epochs in %.1fs (batches of %d); best validation loss at epoch %d",
         len(fitted.history),
         fitted.seconds,
+        fitted.batch_size,
         fitted.best_epoch,
     )
     return TrainedModels(

@@ -33,6 +33,9 @@ MIN_ROWS_FOR_CARDINALITY = 50
 LEAK_ERROR_SHARE = 0.05
 LEAK_MIN_ROWS_PER_VALUE = 10
 LEAK_CORRELATION = 0.995
+# Role and leak inference look at this many rows (spread over the table, in file order); the
+# checks that must be exact (target labels, identifiers' uniqueness) use every row.
+SAMPLE_ROWS = 100_000
 _ID_NAME = re.compile(
     r"(?i)^(?:id|key|index|idx|uuid|guid|row|rownum|row_?id|row_?number|record_?id|"
     r"unnamed: ?\d+)$|(?:^|[_\-\s.])(?:id|key|uuid|guid|no|nr|number)$|[a-z](?:Id|ID|Key)$"
@@ -52,6 +55,8 @@ def looks_numeric(series: pd.Series) -> bool:
     present = series.dropna()
     if present.empty:
         return False
+    if len(present) > SAMPLE_ROWS:  # a share: a sample estimates it
+        present = present.iloc[np.linspace(0, len(present) - 1, SAMPLE_ROWS).astype(np.int64)]
     parsed = pd.to_numeric(present.astype("str").str.strip(), errors="coerce")
     return bool(parsed.notna().mean() >= NUMERIC_PARSE_SHARE)
 
@@ -92,6 +97,16 @@ def looks_like_identifier(series: pd.Series, name: str) -> bool:
     return bool(numbers.max() - numbers.min() + 1 == len(numbers))
 
 
+def _could_identify(present: pd.Series, name: str) -> bool:
+    """Cheap necessary conditions of :func:`looks_like_identifier`, true on any sample of it."""
+    if len(present) < 10 or not present.is_unique:
+        return False
+    if not looks_numeric(present):
+        return bool(_ID_NAME.search(name.strip()))
+    numbers = to_numbers(present)
+    return bool(numbers.notna().all() and np.all(numbers == np.round(numbers)))
+
+
 def _integer_valued(values: pd.Series) -> bool:
     return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
 
@@ -118,15 +133,25 @@ def infer_task(target: pd.Series) -> TaskType:
     return "regression"
 
 
+def sample_rows(frame: pd.DataFrame, rows: int = SAMPLE_ROWS, seed: int = 0) -> pd.DataFrame:
+    """At most ``rows`` rows drawn evenly at random, kept in file order (sortedness survives)."""
+    if len(frame) <= rows:
+        return frame
+    picked = np.sort(np.random.default_rng(seed).choice(len(frame), rows, replace=False))
+    return frame.iloc[picked]
+
+
 def infer_roles(
-    frame: pd.DataFrame, target: str, exclude: list[str]
+    frame: pd.DataFrame, target: str, exclude: list[str], whole: pd.DataFrame | None = None
 ) -> tuple[list[str], list[str], list[str], list[str]]:
     """Split the feature columns of a frame into numeric, categorical and ignored.
 
     Args:
-        frame: The raw table.
+        frame: The raw table, or a sample of it in file order (:func:`sample_rows`).
         target: Target column, never a feature.
         exclude: Columns the user asked to ignore.
+        whole: The whole table when ``frame`` is a sample: a column that looks like an
+            identifier in the sample is confirmed on every row.
 
     Returns:
         ``(numeric, categorical, ignored, identifiers)`` in table order; ``identifiers`` is the
@@ -143,7 +168,10 @@ def infer_roles(
         present = series.dropna()
         if present.empty:
             ignored.append(col)  # all missing: nothing to learn from
-        elif looks_like_identifier(series, str(col)):
+        elif _could_identify(present, str(col)) and looks_like_identifier(
+            series if whole is None else whole[col],
+            str(col),  # exact on every row
+        ):
             ignored.append(col)
             identifiers.append(col)
         elif pd.api.types.is_datetime64_any_dtype(series) or looks_like_dates(series):
@@ -159,20 +187,20 @@ def infer_roles(
     return numeric, categorical, ignored, identifiers
 
 
-def _determines(x: pd.Series, y: pd.Series) -> bool:
-    """Whether ``x`` alone predicts the label ``y`` almost perfectly, value by value.
+def _determines(pairs: pd.DataFrame) -> bool:
+    """Whether the codes ``x`` alone predict the label codes ``y`` almost perfectly.
 
     Each value of ``x`` predicts its most common label; a leak leaves fewer than
     ``LEAK_ERROR_SHARE`` of the errors a majority-class guess makes. Only columns with at least
     ``LEAK_MIN_ROWS_PER_VALUE`` rows per value qualify, so a near-unique column is not pure by
     accident.
     """
-    rows = len(y)
-    values = x.nunique()
+    rows = len(pairs)
+    values = pairs["x"].nunique()
     if values < 2 or values * LEAK_MIN_ROWS_PER_VALUE > rows:
         return False
-    hits = pd.DataFrame({"x": x, "y": y}).groupby(["x", "y"]).size().groupby(level=0).max().sum()
-    majority = y.value_counts().iloc[0]
+    hits = pairs.groupby(["x", "y"]).size().groupby(level=0).max().sum()
+    majority = pairs["y"].value_counts().iloc[0]
     return bool(rows - hits <= LEAK_ERROR_SHARE * (rows - majority))
 
 
@@ -194,7 +222,15 @@ def _follows_row_order(x: pd.Series, y: pd.Series, labels: bool) -> bool:
     return bool(ys.is_monotonic_increasing or ys.is_monotonic_decreasing)
 
 
-def find_leaks(frame: pd.DataFrame, target: str, columns: list[str]) -> list[str]:
+def _is_text(series: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(series) and not isinstance(
+        series.dtype, pd.CategoricalDtype
+    )
+
+
+def find_leaks(
+    frame: pd.DataFrame, target: str, columns: list[str], numeric: list[str] | None = None
+) -> list[str]:
     """Columns that restate the target.
 
     A copy or relabelling of the target (one-to-one), a column that alone predicts a label
@@ -204,35 +240,46 @@ def find_leaks(frame: pd.DataFrame, target: str, columns: list[str]) -> list[str
     target: training on them would report a useless model as excellent.
 
     Args:
-        frame: The raw table.
+        frame: The raw table (or a sample of it in file order).
         target: Target column.
         columns: Candidate feature columns.
+        numeric: Which candidates hold numbers, when already known (else inferred).
 
     Returns:
         The leaking columns, in the order given.
     """
     leaks = []
     y = frame[target]
+    y_codes = pd.Series(pd.factorize(y)[0], index=frame.index)  # -1: missing
+    # Labels unless the target is a number with many values (then: correlation).
+    labels = not (looks_numeric(y) and y.nunique() > MAX_INTEGER_CLASSES)
     for col in columns:
-        both = frame[[col, target]].dropna()
-        if len(both) < 10 or both[target].nunique() < 2:
+        x = frame[col]
+        rows = x.notna() & (y_codes >= 0)
+        if rows.sum() < 10 or y_codes[rows].nunique() < 2:
             continue
-        x_col, y_col = both[col], both[target]
-        labels = not (looks_numeric(y_col) and y.nunique() > MAX_INTEGER_CLASSES)
-        if looks_numeric(x_col) and _follows_row_order(x_col, y_col, labels):
+        x_col, y_col = x[rows], y[rows]
+        x_numeric = col in numeric if numeric is not None else looks_numeric(x_col)
+        if x_numeric and _follows_row_order(x_col, y_col, labels):
             leaks.append(col)
             continue
-        if not labels and looks_numeric(x_col):
+        if not labels and x_numeric:
             xs, ys = to_numbers(x_col), to_numbers(y_col)
             if xs.std() > 0 and abs(float(xs.corr(ys))) >= LEAK_CORRELATION:
                 leaks.append(col)
             continue
-        pairs = pd.DataFrame({"x": x_col.astype("str"), "y": y_col.astype("str")})
+        # Integer codes of the values (as text, so 1 and "1" are one value): cheap to group.
+        pairs = pd.DataFrame(
+            {
+                "x": pd.factorize(x_col if _is_text(x_col) else x_col.astype("str"))[0],
+                "y": y_codes[rows].to_numpy(),
+            }
+        )
         one_to_one = (
             pairs.groupby("x")["y"].nunique().max() == 1
             and pairs.groupby("y")["x"].nunique().max() == 1
         )
-        if one_to_one or _determines(pairs["x"], pairs["y"]):
+        if one_to_one or _determines(pairs):
             leaks.append(col)
     return leaks
 
@@ -245,7 +292,8 @@ def _check_target(frame: pd.DataFrame, target: str, task: TaskType | None) -> No
     series = frame[target]
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return
-    text = labels.astype("str").str.strip()
+    # Every check below depends only on the distinct labels: exact, and cheap on any size.
+    text = pd.Series(labels.unique()).astype("str").str.strip()
     spellings = pd.Series(text.unique())
     variants = spellings.groupby(spellings.str.casefold()).agg(list)
     clashes = [v for v in variants if len(v) > 1]
@@ -317,7 +365,9 @@ def resolve_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
     absent = [c for c in named if c not in frame.columns]
     if absent:
         raise DataError(f"configured columns not in the data: {', '.join(absent)}")
-    inferred_num, inferred_cat, ignored, identifiers = infer_roles(frame, target, ignore)
+    sample = sample_rows(frame)
+    whole = frame if sample is not frame else None
+    inferred_num, inferred_cat, ignored, identifiers = infer_roles(sample, target, ignore, whole)
     # Explicit roles win over inference; the remaining columns keep their inferred role.
     explicit_num, explicit_cat = list(spec.numeric or []), list(spec.categorical or [])
     explicit = set(explicit_num) | set(explicit_cat)
@@ -333,7 +383,9 @@ def resolve_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
             "in dataset.numeric to use them",
             ", ".join(identifiers),
         )
-    leaks = find_leaks(frame, target, [c for c in numeric + categorical if c not in explicit])
+    leaks = find_leaks(
+        sample, target, [c for c in numeric + categorical if c not in explicit], numeric
+    )
     if leaks:
         log.warning(
             "leakage: %s alone predict(s) the target '%s' almost perfectly; ignored as features "

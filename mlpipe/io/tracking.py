@@ -438,6 +438,10 @@ def load_dict(run_id: str, artifact_file: str) -> Any | None:
         return json.loads(Path(local).read_text())
 
 
+# Rows of a logged dataset that MLflow sees (its own digest hashes the first 10,000 too).
+DATASET_SAMPLE_ROWS = 10_000
+
+
 @_guard
 def log_dataset(
     run_id: str,
@@ -472,7 +476,11 @@ def log_dataset(
         # about missing values that only matters for model signatures.
         warnings.filterwarnings("ignore", message="The specified dataset source")
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-        dataset = from_pandas(frame, source=redact(source), name=name, targets=target)
+        # MLflow profiles what it is given; the schema and a sample are what the UI shows, and
+        # the full-content digest (below) identifies the data.
+        dataset = from_pandas(
+            frame.head(DATASET_SAMPLE_ROWS), source=redact(source), name=name, targets=target
+        )
         entity = dataset._to_mlflow_entity()
     input_tags = [InputTag(key="mlflow.data.context", value=context)]
     _retry_on_conflict(

@@ -21,25 +21,28 @@ MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
 Terms = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Reduce = Callable[[np.ndarray], np.ndarray]
+# idx -> the metric on each row of ``idx`` (an ``(r, m)`` matrix of row indices, one resample
+# per row); built once per model by ``Metric.resampler(y, outputs, labels)``.
+OnResamples = Callable[[np.ndarray], np.ndarray]
+Resampler = Callable[[np.ndarray, np.ndarray, list[int]], OnResamples]
 
 
 @dataclass(frozen=True)
 class Metric:
     """One metric: which tasks it applies to, its direction and its definition.
 
-    ``terms`` and ``reduce`` say how the metric follows from per-row terms, for metrics that
-    are functions of row means (accuracy, log loss, MAE, RMSE, R²): ``terms(y, outputs)`` gives
-    an ``(n, m)`` array, ``reduce(means)`` maps ``(r, m)`` column means of ``r`` resamples to
-    ``r`` values. Resampling then needs no call per resample; ``tests/unit`` checks both paths
-    give scikit-learn's values.
+    ``fn`` is scikit-learn's definition on one set of rows. ``resampler(y, outputs, labels)``
+    does the per-model work once (row terms, sorting) and returns a function computing the
+    same value on many resamples at once (an ``(r, m)`` matrix of row indices in, ``r`` values
+    out, NaN where undefined) without a Python call per resample; ``tests/unit`` checks that
+    both give scikit-learn's values on the same resamples.
     """
 
     name: str
     tasks: frozenset[str]
     higher_is_better: bool
     fn: Callable[[np.ndarray, np.ndarray, list[int]], float]
-    terms: Terms | None = None
-    reduce: Reduce | None = None
+    resampler: Resampler
 
 
 _CLASSIFY = frozenset({"binary", "multiclass"})
@@ -52,6 +55,16 @@ def _roc_auc(y: np.ndarray, p: np.ndarray, labels: list[int]) -> float:
     if p.shape[1] == 2:
         return float(skm.roc_auc_score(y, p[:, 1]))
     return float(skm.roc_auc_score(y, p, multi_class="ovr", average="macro", labels=labels))
+
+
+def _from_terms(terms: Terms, reduce: Reduce) -> Resampler:
+    """Resampled form of a metric that is a function of row means of per-row terms."""
+
+    def resampler(y: np.ndarray, p: np.ndarray, _: list[int]) -> OnResamples:
+        columns = list(terms(y, p).T)  # gathered one contiguous column at a time
+        return lambda idx: reduce(np.column_stack([c[idx].mean(axis=1) for c in columns]))
+
+    return resampler
 
 
 def _column(values: np.ndarray) -> np.ndarray:
@@ -79,6 +92,76 @@ def _first(m: np.ndarray) -> np.ndarray:
     return m[:, 0]
 
 
+def _macro_f1_resampler(y: np.ndarray, p: np.ndarray, labels: list[int]) -> OnResamples:
+    # One confusion matrix per resample from a single bincount; F1 = 2TP / (support + predicted),
+    # 0 where a class is neither present nor predicted (scikit-learn's zero_division=0).
+    k = len(labels)
+    cell = y.astype(np.int64) * k + p.argmax(axis=1)
+
+    def on(idx: np.ndarray) -> np.ndarray:
+        r = len(idx)
+        codes = np.arange(r)[:, None] * (k * k) + cell[idx]
+        cm = np.bincount(codes.ravel(), minlength=r * k * k).reshape(r, k, k)
+        tp = np.diagonal(cm, axis1=1, axis2=2)
+        denom = cm.sum(axis=2) + cm.sum(axis=1)
+        return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0).mean(axis=1)
+
+    return on
+
+
+def _binary_auc(score: np.ndarray, positive: np.ndarray) -> OnResamples:
+    """ROC AUC on each resample (Mann-Whitney, ties count half); NaN without both classes.
+
+    The rows are sorted by score once; each resample then sorts integer ranks, which is far
+    cheaper than sorting scores per resample.
+    """
+    n = len(score)
+    order = np.argsort(score, kind="stable")
+    rank = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
+    rank[order] = np.arange(n)
+    sorted_score, sorted_pos = score[order], positive[order]
+    group = np.cumsum(np.r_[True, sorted_score[1:] != sorted_score[:-1]]) - 1
+    size, positives = np.bincount(group), np.bincount(group, weights=sorted_pos)
+    mixed_ties = bool(np.any((positives > 0) & (positives < size)))
+
+    def on(idx: np.ndarray) -> np.ndarray:
+        r, m = idx.shape
+        q = np.sort(rank[idx], axis=1)
+        pos = sorted_pos[q]
+        n_pos = pos.sum(axis=1)
+        pairs = (n_pos * (m - n_pos)).astype(np.float64)
+        at = np.arange(m)
+        if not mixed_ties:
+            # No score shared by a positive and a negative: the negatives before a positive at
+            # place j are j minus the positives before it.
+            credit = np.where(pos, at, 0).sum(axis=1) - n_pos * (n_pos - 1) / 2
+        else:
+            g = group[q]
+            neg = (~pos).astype(np.int64)
+            negatives_upto = np.cumsum(neg, axis=1)
+            starts = np.ones((r, m), dtype=bool)
+            starts[:, 1:] = g[:, 1:] != g[:, :-1]
+            first = np.maximum.accumulate(np.where(starts, at, 0), axis=1)
+            ends = np.ones((r, m), dtype=bool)
+            ends[:, :-1] = starts[:, 1:]
+            last = np.minimum.accumulate(np.where(ends, at, m - 1)[:, ::-1], axis=1)[:, ::-1]
+            below = np.take_along_axis(negatives_upto - neg, first, axis=1)
+            tied = np.take_along_axis(negatives_upto, last, axis=1) - below
+            credit = np.where(pos, below + 0.5 * tied, 0.0).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(pairs > 0, credit / pairs, np.nan)
+
+    return on
+
+
+def _roc_auc_resampler(y: np.ndarray, p: np.ndarray, labels: list[int]) -> OnResamples:
+    if p.shape[1] == 2:
+        return _binary_auc(p[:, 1], y == 1)
+    # Macro one-vs-rest, undefined unless every class is among the rows (as in _roc_auc).
+    per_class = [_binary_auc(p[:, c], y == c) for c in labels]
+    return lambda idx: np.mean([on(idx) for on in per_class], axis=0)
+
+
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
@@ -87,8 +170,7 @@ METRICS: dict[str, Metric] = {
             _CLASSIFY,
             True,
             lambda y, p, _: float(skm.accuracy_score(y, p.argmax(axis=1))),
-            terms=lambda y, p: _column(p.argmax(axis=1) == y),
-            reduce=_first,
+            _from_terms(lambda y, p: _column(p.argmax(axis=1) == y), _first),
         ),
         Metric(
             "macro_f1",
@@ -97,39 +179,36 @@ METRICS: dict[str, Metric] = {
             lambda y, p, labels: float(
                 skm.f1_score(y, p.argmax(axis=1), average="macro", labels=labels, zero_division=0)
             ),
+            _macro_f1_resampler,
         ),
-        Metric("roc_auc", _CLASSIFY, True, _roc_auc),
+        Metric("roc_auc", _CLASSIFY, True, _roc_auc, _roc_auc_resampler),
         Metric(
             "log_loss",
             _CLASSIFY,
             False,
             lambda y, p, labels: float(skm.log_loss(y, p, labels=labels)),
-            terms=lambda y, p: _column(-np.log(_true_class_proba(y, p))),
-            reduce=_first,
+            _from_terms(lambda y, p: _column(-np.log(_true_class_proba(y, p))), _first),
         ),
         Metric(
             "rmse",
             _REGRESS,
             False,
             lambda y, p, _: float(skm.root_mean_squared_error(y, p)),
-            terms=lambda y, p: _column((y - p) ** 2),
-            reduce=lambda m: np.sqrt(m[:, 0]),
+            _from_terms(lambda y, p: _column((y - p) ** 2), lambda m: np.sqrt(m[:, 0])),
         ),
         Metric(
             "mae",
             _REGRESS,
             False,
             lambda y, p, _: float(skm.mean_absolute_error(y, p)),
-            terms=lambda y, p: _column(np.abs(y - p)),
-            reduce=_first,
+            _from_terms(lambda y, p: _column(np.abs(y - p)), _first),
         ),
         Metric(
             "r2",
             _REGRESS,
             True,
             lambda y, p, _: float(skm.r2_score(y, p)),
-            terms=_r2_terms,
-            reduce=_r2_reduce,
+            _from_terms(_r2_terms, _r2_reduce),
         ),
     )
 }
@@ -176,8 +255,11 @@ def score_all(
     return out
 
 
-# Resamples drawn per block: bounds the index matrix to BLOCK x rows integers.
+# Index cells drawn per block of resamples: bounds the index matrix to this many integers.
 RESAMPLE_BLOCK_CELLS = 4_000_000
+# Rows per bootstrap resample at most. Larger test sets use the m-out-of-n bootstrap (below):
+# the cost of evidence stops growing with the test set, its intervals still describe all rows.
+MAX_RESAMPLE_ROWS = 20_000
 
 
 def resampled(
@@ -187,39 +269,52 @@ def resampled(
     n_classes: int | None,
     resamples: int,
     seed: int,
+    max_rows: int | None = None,
 ) -> list[np.ndarray]:
     """The metric of each model on the same bootstrap resamples of the rows.
+
+    With ``n`` rows up to ``max_rows`` this is the ordinary bootstrap (``n`` rows drawn with
+    replacement). Above it, each resample draws ``m = max_rows`` of the ``n`` rows and its
+    deviation from the value on all rows is scaled by ``sqrt(m / n)`` (the m-out-of-n
+    bootstrap): every metric here is a smooth or U-statistic whose spread shrinks as
+    ``1/sqrt(rows)``, so the scaled values have the spread of an ``n``-row bootstrap while the
+    cost stays that of ``m`` rows.
 
     Args:
         name: Metric name.
         y: Targets (class indices or values).
         outputs: One output array per model, row-aligned with ``y``.
         n_classes: Number of classes (``None`` for regression).
-        resamples: Number of resamples (rows drawn with replacement, ``len(y)`` each).
+        resamples: Number of resamples.
         seed: Seed of the resampling; the same seed gives the same resamples.
+        max_rows: Rows per resample at most (default :data:`MAX_RESAMPLE_ROWS`).
 
     Returns:
         One array of ``resamples`` values per model; NaN where the metric is undefined on a
         resample (e.g. ROC AUC without some class).
     """
     metric = METRICS[name]
+    labels = list(range(n_classes or 0))
     rng = np.random.default_rng(seed)
     n = len(y)
-    block = max(1, RESAMPLE_BLOCK_CELLS // max(n, 1))
-    values: list[list[np.ndarray]] = [[] for _ in outputs]
-    terms = [metric.terms(y, out) for out in outputs] if metric.terms is not None else None
-    fn = metric_fn(name, n_classes)
-    done = 0
-    with fast():
+    m = min(n, max_rows or MAX_RESAMPLE_ROWS)
+    block = max(1, RESAMPLE_BLOCK_CELLS // max(m, 1))
+    with np.errstate(all="ignore"):
+        models = [metric.resampler(y, out, labels) for out in outputs]
+        values: list[list[np.ndarray]] = [[] for _ in outputs]
+        done = 0
         while done < resamples:
-            idx = rng.integers(0, n, (min(block, resamples - done), n))
-            for k, out in enumerate(outputs):
-                if terms is not None and metric.reduce is not None:
-                    values[k].append(metric.reduce(terms[k][idx].mean(axis=1)))
-                else:
-                    values[k].append(np.array([_safe(fn, y[rows], out[rows]) for rows in idx]))
+            idx = rng.integers(0, n, (min(block, resamples - done), m))
+            for k, on in enumerate(models):
+                values[k].append(on(idx))
             done += len(idx)
-    return [np.concatenate(v) for v in values]
+        drawn = [np.concatenate(v) for v in values]
+        if m == n:
+            return drawn
+        # The value on all rows: the same computation on the one "resample" of every row.
+        whole = [on(np.arange(n)[None, :])[0] for on in models]
+    scale = np.sqrt(m / n)
+    return [w + scale * (v - w) for w, v in zip(whole, drawn, strict=True)]
 
 
 def _safe(fn: MetricFn, y: np.ndarray, out: np.ndarray) -> float:

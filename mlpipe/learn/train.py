@@ -42,8 +42,18 @@ def encode_target(y: pd.Series, classes: list[Any] | None) -> np.ndarray:
     """Class labels to indices into ``classes``; regression targets to float32."""
     if classes is None:
         return y.to_numpy(dtype=np.float32)
-    index = {c: i for i, c in enumerate(classes)}
-    return np.asarray([index[v] for v in y], dtype=np.int64)
+    codes = pd.Index(classes).get_indexer(y)
+    if (codes < 0).any():
+        unknown = y[codes < 0].unique()[:3]
+        raise ValueError(f"labels not among the classes: {', '.join(map(repr, unknown))}")
+    return codes.astype(np.int64)
+
+
+def batch_size(cfg: TrainConfig, rows: int) -> int:
+    """The configured batch size, or for ``auto`` one that grows with the training rows."""
+    if cfg.batch_size != "auto":
+        return cfg.batch_size
+    return int(min(1024, max(64, 2 ** math.floor(math.log2(max(rows, 1) / 2000)))))
 
 
 def pick_device(choice: str) -> torch.device:
@@ -115,6 +125,7 @@ def fit_network(
     if not classify:
         yt, yv = yt.unsqueeze(1), yv.unsqueeze(1)
     generator = torch.Generator().manual_seed(seed)
+    batch = batch_size(cfg, len(xt))
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
     history: list[dict[str, float]] = []
     for epoch in range(1, cfg.max_epochs + 1):
@@ -123,8 +134,8 @@ def fit_network(
         # Accumulated on the device and read once per epoch: a per-batch .item() is a host sync.
         total = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
+        for start in range(0, len(order), batch):
+            idx = order[start : start + batch]
             optimiser.zero_grad()
             out = net(xt[idx])
             loss = loss_fn(out, yt[idx])
@@ -201,6 +212,7 @@ class Fitted:
     history: list[dict[str, float]]
     best_epoch: int
     seconds: float
+    batch_size: int
     baseline: Any | None
     baseline_kind: str
     trivial: Any
@@ -290,6 +302,7 @@ def fit(
         history=history,
         best_epoch=best_epoch,
         seconds=seconds,
+        batch_size=batch_size(cfg, len(x_train)),
         baseline=baseline,
         baseline_kind=cfg.baseline,
         trivial=fit_trivial(y_train, classify),

@@ -11,9 +11,9 @@ from mlpipe.learn.metrics import METRICS, higher_is_better, score
 from mlpipe.learn.promotion import PromotionDecision, bootstrap_ci
 from mlpipe.reports.markdown import cell, page
 
-# The card's intervals describe one model; 200 resamples keep a multiclass ROC AUC (~9 ms per
-# scikit-learn call) affordable. Promotion decisions use promotion.resamples.
-CI_RESAMPLES = 200
+# The card's intervals describe one model (vectorised resampling, at most MAX_RESAMPLE_ROWS rows
+# per resample: the cost does not grow with the test set). Promotion uses promotion.resamples.
+CI_RESAMPLES = 1000
 
 
 def metric_intervals(

@@ -49,4 +49,26 @@ def test_digits_bench_trains_through_the_entry_point():
 def test_bootstrap_bench_checks_both_paths_agree():
     done = run_bench("bootstrap_speed.py", "--rows", "300", "--resamples", "40")
     lines = re.findall(r"^(\w+)\s+per-resample .* \(same values\)$", done.stdout, flags=re.M)
-    assert lines == ["accuracy", "log_loss", "rmse", "r2"], done.stdout
+    assert lines == ["accuracy", "macro_f1", "roc_auc", "log_loss", "rmse", "r2"], done.stdout
+    larger = re.findall(r"^(\w+) .* 100x rows: [\d.]+x time$", done.stdout, flags=re.M)
+    assert larger == ["accuracy", "roc_auc"], done.stdout
+
+
+@pytest.mark.slow
+def test_scale_bench_runs_both_sides_to_the_same_model(tmp_path: Path):
+    done = run_bench("scale.py", "--rows", "3000", "--epochs", "2", "--workdir", str(tmp_path))
+    rows = dict(re.findall(r"^(bare script|mlpipe train)\s+([\d.]+)\s", done.stdout, flags=re.M))
+    assert set(rows) == {"bare script", "mlpipe train"}, done.stdout
+    assert re.search(r"^mlpipe train .* [\d.]+x\s+[\d.]+x\s", done.stdout, flags=re.M)
+    # Same split, preprocessing, initialisation and batch order: the same losses and accuracy.
+    assert "same test accuracy and losses: yes" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
+def test_trainer_bench_compares_the_same_training():
+    done = run_bench("trainer_speed.py", "--rows", "4000", "--repeat", "1")
+    found = re.findall(r"^(bare torch loop|mlpipe fit_network)\s+[\d.]+ s .* throughput ([\d.]+)x",
+                       done.stdout, flags=re.M)  # fmt: skip
+    assert [name for name, _ in found] == ["bare torch loop", "mlpipe fit_network"], done.stdout
+    assert float(found[0][1]) == 1.0
+    assert "same training loss: yes" in done.stdout, done.stdout

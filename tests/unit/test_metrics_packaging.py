@@ -102,3 +102,48 @@ def test_resampling_is_chunked_and_keeps_the_sequence(monkeypatch: pytest.Monkey
     (blocked,) = metrics.resampled("accuracy", y, [outputs], k, resamples=30, seed=3)
     # Blocks draw the same stream in the same order: bounded memory, identical resamples.
     np.testing.assert_array_equal(whole, blocked)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_large_test_sets_use_the_scaled_m_out_of_n_bootstrap(task: str):
+    from mlpipe.learn.metrics import metric_fn, resampled
+
+    y, outputs, k = random_outputs(task, 500, seed=4)
+    m = 120
+    for name in for_task(task):
+        fn = metric_fn(name, k)
+        (values,) = resampled(name, y, [outputs], k, resamples=25, seed=9, max_rows=m)
+        idx = np.random.default_rng(9).integers(0, len(y), (25, m))
+        whole = fn(y, outputs)
+        for value, rows in zip(values, idx, strict=True):
+            try:
+                raw = fn(y[rows], outputs[rows])
+            except ValueError:
+                raw = np.nan
+            expected = whole + np.sqrt(m / len(y)) * (raw - whole)
+            np.testing.assert_allclose(value, expected, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("name", ["accuracy", "roc_auc", "macro_f1"])
+def test_scaled_intervals_have_the_spread_of_a_bootstrap_on_all_rows(name: str):
+    from mlpipe.learn.metrics import resampled
+
+    y, outputs, k = random_outputs("multiclass", 8000, seed=5)
+    (full,) = resampled(name, y, [outputs], k, resamples=400, seed=1, max_rows=8000)
+    (capped,) = resampled(name, y, [outputs], k, resamples=400, seed=2, max_rows=800)
+    # Same centre and a spread within sampling noise of 400 resamples (~ +/-15%).
+    assert abs(np.median(capped) - np.median(full)) < 0.5 * np.std(full)
+    assert 0.75 < np.std(capped) / np.std(full) < 1.33
+
+
+def test_vectorised_auc_counts_ties_as_half():
+    from mlpipe.learn.metrics import metric_fn, resampled
+
+    y = np.array([0, 1, 0, 1, 1, 0, 1, 0] * 5)
+    score = np.array([0.2, 0.2, 0.5, 0.5, 0.9, 0.1, 0.5, 0.9] * 5)
+    outputs = np.column_stack([1 - score, score])
+    (values,) = resampled("roc_auc", y, [outputs], 2, resamples=30, seed=0)
+    idx = np.random.default_rng(0).integers(0, len(y), (30, len(y)))
+    fn = metric_fn("roc_auc", 2)
+    expected = [fn(y[rows], outputs[rows]) for rows in idx]
+    np.testing.assert_allclose(values, expected, rtol=1e-12)

@@ -211,3 +211,29 @@ def test_a_timestamp_running_through_a_file_sorted_by_the_target_is_a_leak():
     shuffled["ts"] = stamps
     schema = resolve_schema(shuffled, DatasetSpec(source="m.csv", target="label"))
     assert "ts" in schema.numeric and "ts" not in schema.leakage
+
+
+def test_roles_inferred_on_a_sample_match_the_whole_table(monkeypatch: pytest.MonkeyPatch):
+    import mlpipe.data.roles as roles
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    label = np.sort(rng.integers(0, 3, n))  # the file is sorted by the target
+    frame = pd.DataFrame(
+        {
+            "ticket": rng.permutation(n) + 5000,  # shuffled consecutive integers: an identifier
+            "almost_unique": np.append(rng.permutation(n - 1), 7),  # one repeat: not an id
+            "stamp": np.arange(n) * 60.5 + 0.25,  # a time running through the sorted file
+            "x": rng.normal(size=n),
+            "colour": rng.choice(["red", "blue", "green"], n),
+            "label": label,
+        }
+    )
+    spec = DatasetSpec(source="t.csv", target="label")
+    whole = resolve_schema(frame, spec)
+    monkeypatch.setattr(roles, "SAMPLE_ROWS", 400)
+    sampled = resolve_schema(frame, spec)
+    assert sampled == whole
+    assert sampled.identifiers == ["ticket"], "the whole column was checked, not the sample"
+    assert "almost_unique" in sampled.numeric, "unique in a sample, repeated in the table"
+    assert sampled.leakage == ["stamp"]

@@ -168,3 +168,14 @@ def test_a_modified_model_file_is_refused_before_unpickling(tmp_path: Path):
         verify({"preprocessor": str(path)}, recorded)
     with pytest.raises(IntegrityError, match="no SHA-256 recorded"):
         verify({"network": str(path)}, recorded)
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [(1_200, 64), (255_999, 64), (256_000, 128), (1_000_000, 256), (2_048_000, 1024), (5e7, 1024)],
+)
+def test_auto_batch_size_grows_with_the_training_rows(rows: int, expected: int):
+    from mlpipe.learn.train import batch_size
+
+    assert batch_size(TrainConfig(), int(rows)) == expected
+    assert batch_size(TrainConfig(batch_size=32), int(rows)) == 32
