@@ -75,10 +75,12 @@ class Splits(_Frozen):
 
 
 class Features(_Frozen):
-    """The fitted preprocessor (joblib) and the names of its output columns."""
+    """The fitted preprocessor (joblib), its output columns, the transformed train/val rows."""
 
     preprocessor: str
     names: list[str]
+    train: str
+    val: str
 
 
 class TrainedModels(_Frozen):

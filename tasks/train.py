@@ -10,7 +10,7 @@ from prefect import task
 from mlpipe.config import TrainConfig
 from mlpipe.handoff import Features, RunContext, Splits, TrainedModels
 from mlpipe.io import tracking
-from mlpipe.io.tables import read_parquet
+from mlpipe.io.tables import read_matrix, read_parquet
 from mlpipe.learn.train import EpochCallback, fit
 
 log = logging.getLogger("mlpipe.train")
@@ -56,6 +56,7 @@ def train_models(
         joblib.load(features.preprocessor),
         seed,
         _progress(run, cfg.max_epochs),
+        transformed=(read_matrix(features.train), read_matrix(features.val)),
     )
     folder = run.path("predictor")
     fitted.predictor.save(folder)

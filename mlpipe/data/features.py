@@ -85,8 +85,21 @@ def check_magnitudes(frame: pd.DataFrame, schema: Schema) -> None:
         raise DataError(problem)
 
 
-def fit_preprocessor(train: pd.DataFrame, schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
-    """Fit the preprocessor on the training rows only (no statistics from val/test leak in).
+def fit_features(
+    train: pd.DataFrame, schema: Schema, cfg: FeatureConfig
+) -> tuple[ColumnTransformer, np.ndarray]:
+    """Fit the preprocessor on the training rows only; also return their float32 features.
+
+    Fitting computes the transformed rows anyway (scikit-learn's ``fit`` is a
+    ``fit_transform``), so returning them saves transforming the training rows again.
+
+    Args:
+        train: Cleaned training rows.
+        schema: Resolved column roles.
+        cfg: Feature settings.
+
+    Returns:
+        ``(fitted preprocessor, training features as float32)``.
 
     Raises:
         DataError: A numeric feature holds values too large to learn from.
@@ -94,8 +107,17 @@ def fit_preprocessor(train: pd.DataFrame, schema: Schema, cfg: FeatureConfig) ->
     check_magnitudes(train, schema)
     preprocessor = build_preprocessor(schema, cfg)
     preprocessor.set_output(transform="pandas")
-    preprocessor.fit(train[schema.features])
-    return preprocessor
+    out = preprocessor.fit_transform(train[schema.features])
+    return preprocessor, np.asarray(out, dtype=np.float32)
+
+
+def fit_preprocessor(train: pd.DataFrame, schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
+    """Fit the preprocessor on the training rows only (no statistics from val/test leak in).
+
+    Raises:
+        DataError: A numeric feature holds values too large to learn from.
+    """
+    return fit_features(train, schema, cfg)[0]
 
 
 def transform_partition(frame: pd.DataFrame, preprocessor: ColumnTransformer) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlpipe.errors import DataError
@@ -463,6 +464,11 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> str:
 def read_parquet(path: str | Path) -> pd.DataFrame:
     """Read a Parquet file written by :func:`write_parquet`."""
     return pd.read_parquet(path)
+
+
+def read_matrix(path: str | Path) -> np.ndarray:
+    """Read a Parquet file of numeric columns as one float32 matrix (rows x columns)."""
+    return np.ascontiguousarray(pd.read_parquet(path).to_numpy(dtype=np.float32))
 
 
 def write_text(text: str, path: str | Path) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 
 from mlpipe.config import FeatureConfig, TrainConfig
-from mlpipe.data.features import check_magnitudes, fit_preprocessor
+from mlpipe.data.features import check_magnitudes, fit_features
 from mlpipe.errors import ConfigError, TrainingError
 from mlpipe.serving.nets import build_network
 from mlpipe.serving.predictor import Predictor, transform
@@ -186,6 +188,43 @@ def fit_baseline(x: np.ndarray, y: np.ndarray, classify: bool, kind: str, seed: 
     return model.fit(x, y)
 
 
+class _Background:
+    """A call running in a daemon thread.
+
+    A failure or signal in the caller does not wait for it, and the process can exit while it
+    runs (a pool's worker threads are joined at exit).
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any):
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as err:  # re-raised in the caller's thread by result()
+            self._error = err
+
+    def result(self) -> Any:
+        """Wait for the call; return its value or raise its exception."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _fit_baseline_on(
+    threads: int, x: np.ndarray, y: np.ndarray, classify: bool, kind: str, seed: int
+) -> Any:
+    """:func:`fit_baseline` with its BLAS/OpenMP threads capped (it shares the machine)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        return fit_baseline(x, y, classify, kind, seed)
+
+
 def fit_trivial(y: np.ndarray, classify: bool) -> Any:
     """The trivial predictor: training class priors, or the training mean."""
     from sklearn.dummy import DummyClassifier, DummyRegressor
@@ -246,8 +285,13 @@ def fit(
     features: FeatureConfig | Any,
     seed: int,
     on_epoch: EpochCallback | None = None,
+    *,
+    transformed: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Fitted:
     """Fit preprocessing (or use a fitted one), the network, the baseline and the trivial model.
+
+    The baseline trains in a second thread while the network trains, when torch leaves a core
+    free (``train.threads`` below the machine's cores): same models, less wall time.
 
     Args:
         train: Cleaned training rows (features and target).
@@ -258,6 +302,8 @@ def fit(
         features: A :class:`FeatureConfig` to fit a preprocessor on ``train``, or a fitted one.
         seed: Seed of initialisation and batch order.
         on_epoch: Called with each epoch's metrics.
+        transformed: ``train`` and ``val`` already transformed by the fitted preprocessor
+            ``features`` (float32), so they are not transformed again.
 
     Returns:
         The fitted candidates.
@@ -271,12 +317,14 @@ def fit(
         torch.set_num_threads(cfg.threads)
     pick_device(cfg.device)
     check_magnitudes(val, schema)
-    preprocessor = (
-        fit_preprocessor(train, schema, features)
-        if isinstance(features, FeatureConfig)
-        else features
-    )
-    x_train, x_val = transform(preprocessor, schema, train), transform(preprocessor, schema, val)
+    if isinstance(features, FeatureConfig):
+        preprocessor, x_train = fit_features(train, schema, features)
+        x_val = transform(preprocessor, schema, val)
+    elif transformed is not None:
+        preprocessor, (x_train, x_val) = features, transformed
+    else:
+        preprocessor = features
+        x_train, x_val = transform(features, schema, train), transform(features, schema, val)
     y_train = encode_target(train[schema.target], classes)
     y_val = encode_target(val[schema.target], classes)
     meta: dict[str, Any] = {"schema": schema.model_dump(mode="json"), "classes": classes}
@@ -289,14 +337,20 @@ def fit(
         net_y_train, net_y_val = (y_train - mean) / std, (y_val - mean) / std
     spec = network_spec(schema, x_train.shape[1], classes, cfg)
     meta["network"] = spec
+    spare = (os.cpu_count() or 1) - torch.get_num_threads()
+    pending = None
+    if cfg.baseline != "none":
+        pending = _Background(
+            _fit_baseline_on, max(1, spare), x_train, y_train, classify, cfg.baseline, seed
+        )
+        if spare < 1:  # no free core: one after the other
+            pending.result()
     started = time.perf_counter()
     net, history, best_epoch = fit_network(
         x_train, net_y_train, x_val, net_y_val, spec, cfg, seed, on_epoch
     )
     seconds = time.perf_counter() - started
-    baseline = None
-    if cfg.baseline != "none":
-        baseline = fit_baseline(x_train, y_train, classify, cfg.baseline, seed)
+    baseline = pending.result() if pending is not None else None
     return Fitted(
         predictor=Predictor(preprocessor, net, meta),
         history=history,

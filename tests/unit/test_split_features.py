@@ -127,3 +127,13 @@ def test_auto_scaler_is_minmax_for_images():
     out = transform_partition(frame, fit_preprocessor(frame, schema, FeatureConfig()))
     assert out.to_numpy().min() == 0 and out.to_numpy().max() == 1
     assert list(out.columns) == [f"num__p{i}" for i in range(4)], "pixel order preserved"
+
+
+def test_fit_features_returns_what_the_fitted_preprocessor_gives():
+    from mlpipe.data.features import fit_features
+    from mlpipe.serving.predictor import transform
+
+    train = mixed(300, 0)
+    pre, x_train = fit_features(train, SCHEMA, FeatureConfig())
+    assert x_train.dtype == np.float32
+    np.testing.assert_allclose(x_train, transform(pre, SCHEMA, train), rtol=1e-6, atol=1e-7)

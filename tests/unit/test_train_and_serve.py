@@ -179,3 +179,51 @@ def test_auto_batch_size_grows_with_the_training_rows(rows: int, expected: int):
 
     assert batch_size(TrainConfig(), int(rows)) == expected
     assert batch_size(TrainConfig(batch_size=32), int(rows)) == 32
+
+
+def small_task() -> tuple[pd.DataFrame, Schema]:
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"n": rng.normal(size=300), "c": rng.choice(["u", "v"], 300)})
+    frame["y"] = np.where(frame["n"] + (frame["c"] == "u") > 0.5, "yes", "no")
+    return frame, Schema(name="t", target="y", task="binary", numeric=["n"], categorical=["c"])
+
+
+@pytest.mark.parametrize("threads", [1, 64], ids=["beside the network", "after it"])
+def test_the_baseline_is_the_same_whether_it_trains_beside_the_network_or_not(threads: int):
+    frame, schema = small_task()
+    cfg = TrainConfig(max_epochs=3, hidden_layers=[8], threads=threads)
+    before = torch.get_num_threads()
+    try:
+        fitted = fit(frame[:200], frame[200:250], schema, ["no", "yes"], cfg, FeatureConfig(), 0)
+    finally:
+        torch.set_num_threads(before)
+    x = fitted.predictor.features(frame[:200])
+    alone = fit_baseline(x, encode_target(frame[:200]["y"], ["no", "yes"]), True, "linear", 0)
+    np.testing.assert_allclose(fitted.baseline.coef_, alone.coef_, rtol=1e-6)
+
+
+def test_a_failing_baseline_fails_fit_with_its_own_error(monkeypatch: pytest.MonkeyPatch):
+    import mlpipe.learn.train as train
+
+    def broken(*_: object) -> None:
+        raise ValueError("baseline exploded")
+
+    monkeypatch.setattr(train, "fit_baseline", broken)
+    frame, schema = small_task()
+    cfg = TrainConfig(max_epochs=2, hidden_layers=[8], threads=1)
+    with pytest.raises(ValueError, match="baseline exploded"):
+        fit(frame[:200], frame[200:250], schema, ["no", "yes"], cfg, FeatureConfig(), 0)
+
+
+def test_pre_transformed_rows_train_the_same_network():
+    from mlpipe.data.features import fit_features
+    from mlpipe.serving.predictor import transform
+
+    frame, schema = small_task()
+    cfg = TrainConfig(max_epochs=3, hidden_layers=[8])
+    pre, x_train = fit_features(frame[:200], schema, FeatureConfig())
+    x_val = transform(pre, schema, frame[200:250])
+    args = (frame[:200], frame[200:250], schema, ["no", "yes"], cfg)
+    direct = fit(*args, FeatureConfig(), 0)
+    handed = fit(*args, pre, 0, transformed=(x_train, x_val))
+    assert direct.history == handed.history
