@@ -241,15 +241,18 @@ def _prepare(config: Any) -> tuple[Any, Any]:
 def cmd_train(args: argparse.Namespace) -> int:
     """Check inputs quickly, then run the training flow and print a summary."""
     config = _load_config(args)
-    _, schema = _prepare(config)
     from mlpipe import smoke
     from mlpipe.io.tracking import resolve_uri
-    from mlpipe.orchestration import run_training
+    from mlpipe.orchestration import prestart_server, run_training, stop_prestarted
 
-    # The smoke test's fresh interpreter imports its libraries while Prefect starts.
-    smoke.prestart(resolve_uri(config.tracking.uri))
-
-    result = run_training(config, schema)
+    prestart_server()  # the temporary Prefect server starts while the data is checked
+    try:
+        _, schema = _prepare(config)
+        # The smoke test's fresh interpreter imports its libraries while Prefect starts.
+        smoke.prestart(resolve_uri(config.tracking.uri))
+        result = run_training(config, schema)  # adopts the server
+    finally:
+        stop_prestarted()  # only if nothing adopted it (a failed pre-flight)
     state = "promoted to champion" if result.promoted else "not promoted"
     print(f"run {result.run_id}: {result.model_name} v{result.version} {state}")
     print(f"  {result.reason}")

@@ -8,7 +8,9 @@ left Running.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import importlib.util
 import logging
 import os
 import re
@@ -64,15 +66,15 @@ _prestarted: list[_Server] = []
 
 def _launch() -> _Server:
     """Start a temporary Prefect API server (not waiting for it), tied to this process."""
-    import prefect
-
+    spec = importlib.util.find_spec("prefect")  # where it is, without importing it (seconds)
+    assert spec is not None and spec.origin is not None, "prefect is a dependency"
     port = _free_port()
     cmd = [
         sys.executable,
         "-m",
         "uvicorn",
         "--app-dir",
-        str(Path(prefect.__file__).parent.parent),
+        str(Path(spec.origin).parent.parent),
         "--factory",
         "prefect.server.api.server:create_app",
         "--host",
@@ -100,11 +102,29 @@ def _launch() -> _Server:
 def prestart_server() -> None:
     """Start the temporary Prefect server now, so its start-up overlaps other work.
 
-    Does nothing when a Prefect API is configured. The next :func:`prefect_api` adopts the
-    server; if none does, it stops with this process (``PR_SET_PDEATHSIG``).
+    Does nothing when ``PREFECT_API_URL`` is set. The next :func:`prefect_api` adopts the
+    server, or stops it when a Prefect profile names a server after all; if none does, it is
+    stopped at exit (and by the kernel if this process is killed).
     """
-    if not _prestarted and not configured_api():
+    if not _prestarted and not os.environ.get("PREFECT_API_URL"):
         _prestarted.append(_launch())
+        atexit.register(stop_prestarted)
+
+
+def _stop(server: _Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+    server.errors.close()
+
+
+def stop_prestarted() -> None:
+    """Stop a server :func:`prestart_server` started that nothing adopted."""
+    while _prestarted:
+        _stop(_prestarted.pop())
 
 
 @contextlib.contextmanager
@@ -121,6 +141,7 @@ def prefect_api(timeout: float | None = None) -> Iterator[str]:
 
     configured = configured_api()
     if configured:
+        stop_prestarted()
         yield configured
         return
     from mlpipe.servers import wait_healthy
@@ -144,13 +165,7 @@ def prefect_api(timeout: float | None = None) -> Iterator[str]:
         _temporary["url"] = None
         if up:  # interrupted while starting: nothing was sent, and nothing can be
             _drain_prefect_workers()
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
-        server.errors.close()
+        _stop(server)
 
 
 def _drain_prefect_workers() -> None:

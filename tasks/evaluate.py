@@ -57,7 +57,7 @@ def evaluate_models(
         figures["roc_pr_curves.png"] = plots.roc_pr_curves(y, net, labels)
     else:
         figures["residuals.png"] = plots.residuals(y, net)
-    heatmap = plots.correlation_heatmap(read_parquet(splits.train)[schema.numeric])
+    heatmap = plots.correlation_heatmap(read_parquet(splits.train, columns=schema.numeric))
     if heatmap is not None:
         figures["correlation_heatmap.png"] = heatmap
     for name, fig in figures.items():

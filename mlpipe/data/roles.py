@@ -268,10 +268,14 @@ def find_leaks(
             if xs.std() > 0 and abs(float(xs.corr(ys))) >= LEAK_CORRELATION:
                 leaks.append(col)
             continue
+        n_x, n_y = x_col.nunique(), y_codes[rows].nunique()
+        if n_x != n_y and n_x * LEAK_MIN_ROWS_PER_VALUE > len(x_col):
+            continue  # neither one-to-one nor enough rows per value to predict the label
         # Integer codes of the values (as text, so 1 and "1" are one value): cheap to group.
+        plain = _is_text(x_col) or pd.api.types.is_numeric_dtype(x_col)
         pairs = pd.DataFrame(
             {
-                "x": pd.factorize(x_col if _is_text(x_col) else x_col.astype("str"))[0],
+                "x": pd.factorize(x_col if plain else x_col.astype("str"))[0],
                 "y": y_codes[rows].to_numpy(),
             }
         )

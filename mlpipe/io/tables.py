@@ -461,9 +461,9 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> str:
     return str(target)
 
 
-def read_parquet(path: str | Path) -> pd.DataFrame:
-    """Read a Parquet file written by :func:`write_parquet`."""
-    return pd.read_parquet(path)
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a Parquet file written by :func:`write_parquet` (only ``columns``, if given)."""
+    return pd.read_parquet(path, columns=columns)
 
 
 def read_matrix(path: str | Path) -> np.ndarray:

@@ -117,8 +117,17 @@ def drift_bars(
     return fig
 
 
+# Rows a plot looks at, at most (evenly spread): a picture needs no more, and its cost stays flat.
+PLOT_MAX_ROWS = 100_000
+
+
 def correlation_heatmap(frame: pd.DataFrame, max_columns: int = 40) -> Figure | None:
-    """Pearson correlation of the numeric columns (highest-variance ones when there are many)."""
+    """Pearson correlation of the numeric columns (highest-variance ones when there are many).
+
+    Computed on at most :data:`PLOT_MAX_ROWS` rows, evenly spread over the frame.
+    """
+    if len(frame) > PLOT_MAX_ROWS:
+        frame = frame.iloc[np.linspace(0, len(frame) - 1, PLOT_MAX_ROWS).astype(np.int64)]
     numeric = frame.select_dtypes("number")
     numeric = numeric.loc[:, numeric.std() > 0]
     if numeric.shape[1] < 2:

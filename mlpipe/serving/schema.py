@@ -113,8 +113,11 @@ def coerce_target(series: pd.Series, task: TaskType) -> pd.Series:
         values = to_numbers(series)
         return values.where(np.isfinite(values))
     present = series.dropna()
+    if pd.api.types.is_bool_dtype(series) or to_numbers(present.head(1000)).isna().any():
+        # Labels that are not all numbers (seen in the first rows: no need to parse them all).
+        return series.astype("str").str.strip().astype(object)
     numbers = to_numbers(present)
-    if len(present) and numbers.notna().all() and not pd.api.types.is_bool_dtype(series):
+    if len(present) and numbers.notna().all():
         values = to_numbers(series)
         finite = values.dropna()
         if np.all(finite == np.round(finite)):
