@@ -231,12 +231,22 @@ class TrainConfig(_Model):
     dropout: float = Field(default=0.2, ge=0, lt=1)
     learning_rate: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
-    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    batch_size: int | Literal["auto"] = "auto"
     max_epochs: int = Field(default=100, ge=1)
     patience: int = Field(default=10, ge=1)
     baseline: Literal["linear", "hgb", "none"] = "linear"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(default=1, ge=0, le=256)
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, value: Any) -> Any:
+        # One message instead of one per member of the union.
+        if value == "auto" or (
+            isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        ):
+            return value
+        raise ValueError(f"must be a positive integer or 'auto', not {value!r}")
 
 
 class PromotionConfig(_Model):

@@ -88,6 +88,8 @@ def test_flatten_gives_dotted_string_params():
         ("dataset.encoding=klingon", "unknown text encoding"),
         ("clean.max_drop_rate=2", "config key 'clean.max_drop_rate'"),
         ("split.stratify=true", "unknown config key 'split.stratify'"),
+        ("train.batch_size=0", r"'train.batch_size': must be a positive integer or 'auto', not 0$"),
+        ("train.batch_size=big", r"'train.batch_size': must be .* or 'auto', not 'big'$"),
     ],
 )
 def test_invalid_values_name_the_key(override: str, message: str):
