@@ -733,8 +733,9 @@ def _one_line(err: BaseException) -> str:
 
 def report_error(err: BaseException, verbose: bool) -> int:
     """Print one line for any failure (a traceback first with ``-v``); return the exit code."""
-    from mlpipe.errors import MlpipeError
+    from mlpipe.errors import MlpipeError, interruption
 
+    err = interruption(err) or err  # a signal some library wrapped in its own error
     if isinstance(err, KeyboardInterrupt):
         print("mlpipe: error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -39,3 +39,20 @@ class TrackingError(MlpipeError):
 
 class RegistryError(MlpipeError):
     """A registry operation was refused: unknown model or version, ineligible version, lock."""
+
+
+def interruption(err: BaseException) -> BaseException | None:
+    """The signal-like exception (SIGTERM, Ctrl-C: not an ``Exception``) behind ``err``, if any.
+
+    A library that catches ``Exception`` around a call a signal interrupted can raise its own
+    error from the cleanup (MLflow wraps a SQLite session that failed to close); the signal is
+    then only in the exception's chain.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if not isinstance(current, Exception):
+            return current
+        current = current.__cause__ or current.__context__
+    return None

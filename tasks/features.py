@@ -26,9 +26,13 @@ def build_features(splits: Splits, cfg: FeatureConfig, run: RunContext) -> Featu
     joblib.dump(preprocessor, path)
     names = [str(n) for n in preprocessor.get_feature_names_out()]
     x_val = transform(preprocessor, splits.dataset, read_parquet(splits.val))
-    # The trainer reads these instead of transforming the rows again.
-    train = write_parquet(pd.DataFrame(x_train, columns=names), run.path("features_train.parquet"))
-    val = write_parquet(pd.DataFrame(x_val, columns=names), run.path("features_val.parquet"))
+    # The trainer reads these instead of transforming the rows again. Columns by position:
+    # encoded names can repeat (column "a" value "b_c" and column "a_b" value "c").
+    columns = [f"f{i}" for i in range(len(names))]
+    train = write_parquet(
+        pd.DataFrame(x_train, columns=columns), run.path("features_train.parquet")
+    )
+    val = write_parquet(pd.DataFrame(x_val, columns=columns), run.path("features_val.parquet"))
     tracking.log_metrics(run.run_id, {"n_features": len(names)})
     log.info("features: %d columns after encoding", len(names))
     return Features(preprocessor=str(path), names=names, train=train, val=val)

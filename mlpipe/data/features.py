@@ -106,7 +106,8 @@ def fit_features(
     """
     check_magnitudes(train, schema)
     preprocessor = build_preprocessor(schema, cfg)
-    preprocessor.set_output(transform="pandas")
+    # Plain arrays between steps: pandas output would build string columns for nothing and
+    # refuses one-hot names that collide (column "a" value "b_c", column "a_b" value "c").
     out = preprocessor.fit_transform(train[schema.features])
     return preprocessor, np.asarray(out, dtype=np.float32)
 
@@ -124,4 +125,5 @@ def transform_partition(frame: pd.DataFrame, preprocessor: ColumnTransformer) ->
     """Transform one partition of cleaned rows into float32 features (frame in, frame out)."""
     columns = list(preprocessor.feature_names_in_)
     out = preprocessor.transform(frame[columns])
-    return pd.DataFrame(np.asarray(out, dtype=np.float32), columns=out.columns)
+    names = [str(n) for n in preprocessor.get_feature_names_out()]
+    return pd.DataFrame(np.asarray(out, dtype=np.float32), columns=names)

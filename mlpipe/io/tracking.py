@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mlpipe.errors import MlpipeError, RegistryError, TrackingError
+from mlpipe.errors import MlpipeError, RegistryError, TrackingError, interruption
 from mlpipe.io.processes import file_lock, owner, owner_alive
 from mlpipe.secrets import redact, remember
 
@@ -240,6 +240,9 @@ def _guarded_call(fn: Callable[[], Any]) -> Any:
     except MlpipeError:
         raise
     except Exception as err:
+        signal = interruption(err)
+        if signal is not None:  # SIGTERM/Ctrl-C inside MLflow, wrapped by its cleanup
+            raise signal from None
         if is_outage(err):
             raise _outage_error(err) from None
         raise

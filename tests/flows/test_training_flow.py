@@ -144,7 +144,11 @@ def test_penguins_lifecycle(isolated_workdir: Path):
 @pytest.mark.parametrize("regression", [False, True])
 def test_arbitrary_csv_without_code_changes(isolated_workdir: Path, regression: bool):
     path = isolated_workdir / ("prices.csv" if regression else "labels.csv")
-    make_mixed_frame(n=400, regression=regression).to_csv(path, index=False)
+    frame = make_mixed_frame(n=400, regression=regression)
+    # One-hot names that collide: column "tier" value "b_c" and column "tier_b" value "c".
+    rng = np.random.default_rng(3)
+    frame["tier"], frame["tier_b"] = rng.choice(["b_c", "x"], 400), rng.choice(["c", "y"], 400)
+    frame.to_csv(path, index=False)
     target = "price" if regression else "label"
     config = build_config({"dataset": {"source": str(path), "target": target}, **FAST})
     result = training(config)

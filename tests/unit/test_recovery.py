@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
 from mlpipe.io import tracking
@@ -40,3 +41,47 @@ def test_recovery_fails_pending_versions_and_settles_interrupted_promotions(
     assert state[lost][tracking.DECISION_TAG] == "not promoted"
     assert state[judged][tracking.DECISION_TAG] == "not promoted"
     assert tracking.champion("m").version == won
+
+
+class _Signal(BaseException):
+    """Stands for Prefect's TerminationSignal (a BaseException)."""
+
+
+def _wrapped_by_cleanup() -> None:
+    # What MLflow does when SIGTERM interrupts a SQLite session: closing it fails, and the
+    # failure is wrapped in MLflow's own error, with the signal only in the chain.
+    try:
+        raise _Signal()
+    except BaseException:
+        try:
+            raise RuntimeError("")
+        except RuntimeError as closing:
+            raise ValueError("wrapped") from closing
+
+
+def test_a_signal_wrapped_inside_mlflow_comes_out_as_the_signal():
+    from mlpipe.errors import interruption
+    from mlpipe.io.tracking import _guarded_call
+
+    with pytest.raises(ValueError) as caught:
+        _wrapped_by_cleanup()
+    assert isinstance(interruption(caught.value), _Signal)
+    assert interruption(ValueError("plain")) is None
+    with pytest.raises(_Signal):
+        _guarded_call(_wrapped_by_cleanup)
+
+
+def test_the_cli_reports_a_wrapped_sigterm_as_termination(capsys: pytest.CaptureFixture[str]):
+    from mlpipe.cli import report_error
+    from mlpipe.runtime import Terminated
+
+    try:
+        try:
+            raise Terminated()
+        except BaseException:
+            raise RuntimeError("session close failed") from None
+    except RuntimeError as err:
+        err.__context__ = Terminated()  # "from None" hides it from tracebacks, not the chain
+        code = report_error(err, verbose=False)
+    assert code == 143
+    assert capsys.readouterr().err.startswith("mlpipe: error: terminated (SIGTERM)")

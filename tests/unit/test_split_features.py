@@ -129,6 +129,17 @@ def test_auto_scaler_is_minmax_for_images():
     assert list(out.columns) == [f"num__p{i}" for i in range(4)], "pixel order preserved"
 
 
+def test_one_hot_names_that_collide_are_encoded():
+    from mlpipe.data.features import fit_features
+
+    frame = pd.DataFrame({"a": ["b_c", "x"] * 20, "a_b": ["c", "y"] * 20, "y": [0, 1] * 20})
+    schema = Schema(name="t", target="y", task="binary", numeric=[], categorical=["a", "a_b"])
+    pre, x = fit_features(frame, schema, FeatureConfig())
+    names = list(pre.get_feature_names_out())
+    assert names.count("cat__a_b_c") == 2 and x.shape == (40, 4)
+    assert transform_partition(frame, pre).shape == (40, 4)
+
+
 def test_fit_features_returns_what_the_fitted_preprocessor_gives():
     from mlpipe.data.features import fit_features
     from mlpipe.serving.predictor import transform
