@@ -90,6 +90,7 @@ def bare(data: Path, epochs: int, threads: int, seed: int, out: Path) -> None:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
     from torch import nn
+    from trainer_speed import bare_epoch  # bench/ is on the path: the same hand-written loop
 
     from mlpipe.config import SplitConfig, TrainConfig
     from mlpipe.data.split import SplitSpec, positions
@@ -152,22 +153,12 @@ def bare(data: Path, epochs: int, threads: int, seed: int, out: Path) -> None:
     losses = []
     best_loss, best_state = float("inf"), None
     for _ in range(epochs):
-        net.train()
-        total = torch.zeros((), dtype=torch.float64)
-        order = torch.randperm(len(xt), generator=generator)
-        for start in range(0, len(order), batch):
-            idx = order[start : start + batch]
-            optimiser.zero_grad()
-            loss = loss_fn(net(xt[idx]), yt[idx])
-            loss.backward()
-            optimiser.step()
-            total += loss.detach().double() * len(idx)
+        losses.append(bare_epoch(net, optimiser, loss_fn, xt, yt, batch, generator))
         net.eval()
         with torch.no_grad():
             val_loss = float(loss_fn(net(xv), yv))
         if val_loss < best_loss - 1e-6:  # early stopping keeps the best epoch's weights
             best_loss, best_state = val_loss, copy.deepcopy(net.state_dict())
-        losses.append(float(total) / len(xt))
     net.load_state_dict(best_state)
     with torch.no_grad():
         accuracy = accuracy_score(y_test, net(torch.from_numpy(x_test)).argmax(1).numpy())

@@ -23,27 +23,34 @@ from mlpipe.learn.train import fit_network
 from mlpipe.serving.nets import build_network
 
 
+def bare_epoch(net, optimiser, loss_fn, xt, yt, batch, generator):
+    """One hand-written epoch: shuffled index batches, Adam steps; the mean training loss."""
+    net.train()
+    total = torch.zeros((), dtype=torch.float64)
+    order = torch.randperm(len(xt), generator=generator)
+    for start in range(0, len(order), batch):
+        idx = order[start : start + batch]
+        optimiser.zero_grad()
+        loss = loss_fn(net(xt[idx]), yt[idx])
+        loss.backward()
+        optimiser.step()
+        total += loss.detach().double() * len(idx)
+    return float(total) / len(xt)
+
+
 def bare_loop(x, y, x_val, y_val, spec, cfg, seed):
     """One epoch of a hand-written loop plus the validation loss early stopping needs."""
     torch.manual_seed(seed)
     net = build_network(spec)
     optimiser = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     loss_fn = nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(seed))
-    total = torch.zeros((), dtype=torch.float64)
-    net.train()
-    for start in range(0, len(order), cfg.batch_size):
-        idx = order[start : start + cfg.batch_size]
-        optimiser.zero_grad()
-        loss = loss_fn(net(xt[idx]), yt[idx])
-        loss.backward()
-        optimiser.step()
-        total += loss.detach().double() * len(idx)
+    generator = torch.Generator().manual_seed(seed)
+    loss = bare_epoch(net, optimiser, loss_fn, torch.from_numpy(x), torch.from_numpy(y),
+                      cfg.batch_size, generator)  # fmt: skip
     net.eval()
     with torch.no_grad():
         float(loss_fn(net(torch.from_numpy(x_val)), torch.from_numpy(y_val)))
-    return float(total) / len(xt)
+    return loss
 
 
 def main() -> None:

@@ -112,15 +112,6 @@ def fit_features(
     return preprocessor, np.asarray(out, dtype=np.float32)
 
 
-def fit_preprocessor(train: pd.DataFrame, schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
-    """Fit the preprocessor on the training rows only (no statistics from val/test leak in).
-
-    Raises:
-        DataError: A numeric feature holds values too large to learn from.
-    """
-    return fit_features(train, schema, cfg)[0]
-
-
 def transform_partition(frame: pd.DataFrame, preprocessor: ColumnTransformer) -> pd.DataFrame:
     """Transform one partition of cleaned rows into float32 features (frame in, frame out)."""
     columns = list(preprocessor.feature_names_in_)

@@ -317,13 +317,6 @@ def resampled(
     return [w + scale * (v - w) for w, v in zip(whole, drawn, strict=True)]
 
 
-def _safe(fn: MetricFn, y: np.ndarray, out: np.ndarray) -> float:
-    try:
-        return fn(y, out)
-    except ValueError:  # e.g. a resample without some class for ROC AUC
-        return float("nan")
-
-
 @contextlib.contextmanager
 def fast() -> Iterator[None]:
     """Skip scikit-learn's per-call argument checks inside resampling loops (same results)."""

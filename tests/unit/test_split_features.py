@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from mlpipe.config import FeatureConfig, SplitConfig
-from mlpipe.data.features import fit_preprocessor, transform_partition
+from mlpipe.data.features import fit_features, transform_partition
 from mlpipe.data.split import class_labels, held_out, split_frame, split_spec
 from mlpipe.errors import ConfigError, DataError
 from mlpipe.serving.schema import Schema
@@ -99,7 +99,7 @@ def mixed(n: int, seed: int) -> pd.DataFrame:
 
 def test_preprocessor_fits_on_train_only_and_transforms_partition_wise():
     train, other = mixed(100, 0), mixed(60, 1)
-    pre = fit_preprocessor(train, SCHEMA, FeatureConfig())
+    pre = fit_features(train, SCHEMA, FeatureConfig())[0]
     scaler = pre.named_transformers_["num"].named_steps["scale"]
     imputed = train["n"].fillna(train["n"].median())
     assert scaler.mean_[0] == pytest.approx(imputed.mean()), "statistics come from train"
@@ -113,7 +113,7 @@ def test_preprocessor_fits_on_train_only_and_transforms_partition_wise():
 
 
 def test_unseen_category_is_tolerated():
-    pre = fit_preprocessor(mixed(100, 0), SCHEMA, FeatureConfig())
+    pre = fit_features(mixed(100, 0), SCHEMA, FeatureConfig())[0]
     out = transform_partition(pd.DataFrame({"n": [1.0], "c": ["never-seen"]}), pre)
     assert out.shape[0] == 1 and np.isfinite(out.to_numpy()).all()
 
@@ -124,7 +124,7 @@ def test_auto_scaler_is_minmax_for_images():
         image_shape=(2, 2), pixel_columns=["p0", "p1", "p2", "p3"],
     )  # fmt: skip
     frame = pd.DataFrame(np.arange(40.0).reshape(10, 4), columns=schema.numeric)
-    out = transform_partition(frame, fit_preprocessor(frame, schema, FeatureConfig()))
+    out = transform_partition(frame, fit_features(frame, schema, FeatureConfig())[0])
     assert out.to_numpy().min() == 0 and out.to_numpy().max() == 1
     assert list(out.columns) == [f"num__p{i}" for i in range(4)], "pixel order preserved"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mlpipe.config import FeatureConfig, TrainConfig
-from mlpipe.data.features import fit_preprocessor
+from mlpipe.data.features import fit_features
 from mlpipe.errors import ConfigError, TrainingError
 from mlpipe.learn.train import encode_target, fit, fit_baseline, fit_network
 from mlpipe.serving.nets import MLP, SmallCNN, build_network
@@ -100,7 +100,7 @@ def test_encode_target_uses_class_order():
 def test_predictor_roundtrip_raw_rows_with_nan(tmp_path: Path):
     schema = Schema(name="t", target="y", task="binary", numeric=["n"], categorical=["c"])
     train = pd.DataFrame({"n": [1.0, 2.0, 3.0, 4.0], "c": ["u", "v", "u", "v"]})
-    pre = fit_preprocessor(train, schema, FeatureConfig())
+    pre = fit_features(train, schema, FeatureConfig())[0]
     net_spec = {**spec("binary", 2), "n_inputs": 3}
     meta = {"schema": schema.model_dump(mode="json"), "classes": ["no", "yes"], "network": net_spec}
     predictor = Predictor(pre, build_network(net_spec), meta)
