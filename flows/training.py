@@ -13,10 +13,9 @@ from prefect import flow
 
 from mlpipe.config import Config
 from mlpipe.data.datasets import model_name
-from mlpipe.handoff import TrainingResult
+from mlpipe.handoff import LoadedData, TrainingResult
 from mlpipe.io.runs import training_run
 from mlpipe.orchestration import flow_run_id
-from mlpipe.serving.schema import Schema
 from tasks.clean import clean_data
 from tasks.drift import check_drift, profile_training_data
 from tasks.evaluate import evaluate_models
@@ -32,15 +31,15 @@ from tasks.validate import validate_data
 
 
 @flow(name="training", log_prints=True)
-def training(config: Config, resolved: Schema | None = None) -> TrainingResult:
+def training(config: Config, staged: LoadedData | None = None) -> TrainingResult:
     """Train, evaluate and register a model for ``config.dataset``; promote it on evidence.
 
-    ``resolved``: the columns' roles as the CLI's pre-flight resolved them (else resolved here).
+    ``staged``: the data as the CLI's pre-flight copied and resolved it (else read here).
     """
     name = model_name(config.dataset, config.tracking.model_name)
     recover_abandoned(config)
     with training_run(config, flow_run_id()) as run:
-        data = load_data(config, run, resolved)
+        data = load_data(config, run, staged)
         validated = validate_data(data, config.validation, run, config.dataset.expectations)
         check_drift(validated, config.validation.drift, name, run)
         cleaned = clean_data(validated, config.clean, config.split.key, run)

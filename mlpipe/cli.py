@@ -14,6 +14,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from mlpipe import __version__
@@ -226,31 +227,43 @@ def _load_config(args: argparse.Namespace) -> Any:
     return load_config(args.config, _overrides(args))
 
 
-def _prepare(config: Any) -> tuple[Any, Any]:
-    """Load the data and run the pre-flight before starting Prefect or touching MLflow."""
-    from mlpipe import preflight
-    from mlpipe.data.datasets import load_source
-    from mlpipe.data.roles import resolve_schema
+def _prepare(config: Any, folder: Path) -> Any:
+    """Copy the data into ``folder`` and run the pre-flight, before Prefect or MLflow start.
 
-    frame = load_source(config.dataset)
-    schema = resolve_schema(frame, config.dataset)
-    preflight.check(config, schema, frame)
-    return frame, schema
+    Returns the staged data (:class:`~mlpipe.handoff.LoadedData`) the flow adopts.
+    """
+    from mlpipe import preflight
+    from mlpipe.data.datasets import is_builtin
+    from mlpipe.handoff import LoadedData
+
+    spec = config.dataset
+    ingested, schema = preflight.prepare(config, folder / "raw")
+    return LoadedData(
+        path=ingested.path,
+        dataset=schema,
+        source=spec.source if is_builtin(spec.source) else str(spec.source),
+        digest=ingested.digest,
+        rows=ingested.rows,
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Check inputs quickly, then run the training flow and print a summary."""
     config = _load_config(args)
     from mlpipe import smoke
+    from mlpipe.io.runs import staging
     from mlpipe.io.tracking import resolve_uri
     from mlpipe.orchestration import prestart_server, run_training, stop_prestarted
+    from mlpipe.preflight import check_paths
 
+    check_paths(config)  # the data is staged under runs_dir
     prestart_server()  # the temporary Prefect server starts while the data is checked
     try:
-        _, schema = _prepare(config)
-        # The smoke test's fresh interpreter imports its libraries while Prefect starts.
-        smoke.prestart(resolve_uri(config.tracking.uri))
-        result = run_training(config, schema)  # adopts the server
+        with staging(config.runs_dir) as folder:
+            staged = _prepare(config, folder)
+            # The smoke test's fresh interpreter imports its libraries while Prefect starts.
+            smoke.prestart(resolve_uri(config.tracking.uri))
+            result = run_training(config, staged)  # adopts the server and the data
     finally:
         stop_prestarted()  # only if nothing adopted it (a failed pre-flight)
     state = "promoted to champion" if result.promoted else "not promoted"

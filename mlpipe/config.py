@@ -79,6 +79,8 @@ class DatasetSpec(_Model):
             ``expectations/<name>.json``.
         encoding: Text encoding of CSV files; ``auto`` reads UTF-8 (with or without BOM, or
             UTF-16 with a BOM) and falls back to Windows-1252 with a warning.
+        partition_rows: Rows per partition of the run's copy of the data: the unit every
+            stage reads, cleans and writes at a time (bounds memory on large tables).
     """
 
     source: str = "digits"
@@ -91,6 +93,9 @@ class DatasetSpec(_Model):
     image: ImageSpec | None = None
     expectations: str | None = None
     encoding: str = "auto"
+    # Large enough that per-partition overheads vanish, small enough that a partition of a
+    # wide table stays a few hundred MB in pandas.
+    partition_rows: int = Field(default=1_000_000, ge=1)
 
     @field_validator("name")
     @classmethod

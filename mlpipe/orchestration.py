@@ -29,8 +29,13 @@ from mlpipe.io.processes import die_with_parent
 
 if TYPE_CHECKING:
     from mlpipe.config import Config
-    from mlpipe.handoff import BatchResult, PredictRequest, TrainingResult, TriggerDecision
-    from mlpipe.serving.schema import Schema
+    from mlpipe.handoff import (
+        BatchResult,
+        LoadedData,
+        PredictRequest,
+        TrainingResult,
+        TriggerDecision,
+    )
 
 TRAINING_DEPLOYMENT = "training/mlpipe-training"
 log = logging.getLogger("mlpipe.orchestration")
@@ -188,16 +193,17 @@ def on_temporary_server() -> bool:
     return _temporary["url"] is not None and configured_api() == _temporary["url"]
 
 
-def run_training(config: Config, schema: Schema | None = None) -> TrainingResult:
+def run_training(config: Config, staged: LoadedData | None = None) -> TrainingResult:
     """Run the training flow (against the configured or a temporary Prefect server).
 
-    ``schema``: the roles the caller's pre-flight resolved, so the flow does not redo it.
+    ``staged``: the data the caller's pre-flight already copied and resolved, so the flow
+    does not read the source again.
     """
     prestart_server()  # starts while the flow's libraries import
     from flows.training import training
 
     with prefect_api():
-        return training(config, resolved=schema)
+        return training(config, staged=staged)
 
 
 def run_batch_predict(request: PredictRequest) -> BatchResult:

@@ -9,6 +9,7 @@ leaves a class without training rows.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,9 +19,10 @@ import pandas as pd
 from mlpipe.config import Config, check_name
 from mlpipe.data.datasets import model_name
 from mlpipe.data.features import magnitude_problem
+from mlpipe.data.ingest import Ingested, Profile
 from mlpipe.errors import ConfigError, DataError
 from mlpipe.learn.metrics import DEFAULT_PRIMARY, for_task
-from mlpipe.serving.schema import Schema
+from mlpipe.serving.schema import Schema, to_numbers
 
 
 def config_problems(config: Config, schema: Schema) -> list[str]:
@@ -62,21 +64,32 @@ def config_problems(config: Config, schema: Schema) -> list[str]:
     return problems
 
 
-def data_problems(config: Config, schema: Schema, frame: pd.DataFrame) -> list[str]:
-    """What the data itself rules out with this config: split key, classes too small to split."""
+def data_problems(config: Config, schema: Schema, profile: Profile) -> list[str]:
+    """What the data itself rules out with this config: split key, classes too small to split.
+
+    Judged on the table's profile: exact row and class counts, exact magnitudes of
+    numeric-typed columns (a numeric column stored as text is judged on the sample).
+    """
     problems: list[str] = []
     key = config.split.key
-    if key is not None and key not in frame.columns:
+    if key is not None and key not in profile.columns:
         problems.append(f"split.key '{key}' is not a column of the data")
-    rows = len(frame)
+    rows = profile.rows
     for name, share in (("test", config.split.test_size), ("validation", config.split.val_size)):
         if rows * share < 1:
             problems.append(f"{rows} rows leave no {name} rows at split size {share}")
-    magnitude = magnitude_problem(frame, schema)
+    sizes = {
+        c: profile.abs_max[c]
+        if c in profile.abs_max
+        else float(to_numbers(profile.sample[c]).abs().max())
+        for c in schema.numeric
+        if c in profile.columns
+    }
+    magnitude = magnitude_problem(pd.Series(sizes, dtype="float64"))
     if magnitude is not None:
         problems.append(magnitude)
-    if schema.task != "regression":
-        counts = frame[schema.target].dropna().value_counts()
+    if schema.task != "regression" and profile.target_counts is not None:
+        counts = profile.target_counts
         single = [str(label) for label, n in counts.items() if n < 2]
         if single:
             shown = ", ".join(repr(s) for s in single[:5])
@@ -152,7 +165,7 @@ def output_problems(outputs: dict[str, str | None], inputs: Sequence[str] = ()) 
     return problems
 
 
-def check(config: Config, schema: Schema, frame: pd.DataFrame | None = None) -> None:
+def check(config: Config, schema: Schema, profile: Profile | None = None) -> None:
     """Raise one error listing everything wrong, or return quietly.
 
     Raises:
@@ -162,10 +175,48 @@ def check(config: Config, schema: Schema, frame: pd.DataFrame | None = None) -> 
     problems = config_problems(config, schema)
     if problems:
         raise ConfigError("; ".join(problems))
-    if frame is not None:
-        problems = data_problems(config, schema, frame)
+    if profile is not None:
+        problems = data_problems(config, schema, profile)
         if problems:
             raise DataError("; ".join(problems))
+    check_paths(config)
+
+
+def check_paths(config: Config) -> None:
+    """Raise one error listing the configured folders that cannot be written.
+
+    Raises:
+        ConfigError: Naming each folder and why.
+    """
     problems = path_problems(config)
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def prepare(config: Config, out: str | Path) -> tuple[Ingested, Schema]:
+    """Copy the source into partitions at ``out``, resolve its schema, run the pre-flight.
+
+    One streaming pass reads the source; the exact identifier check re-reads only the
+    candidate columns of the copy. On any failure nothing is left at ``out``.
+
+    Raises:
+        DataError: Unreadable or unusable data.
+        ConfigError: A config value cannot work with this data.
+    """
+    from mlpipe.data.ingest import identifiers_in, ingest
+    from mlpipe.data.roles import resolve_profiled, target_of
+    from mlpipe.io.tables import iter_partitions
+
+    spec = config.dataset
+    ingested = ingest(spec, out, target_of(spec), spec.partition_rows)
+    try:
+        schema = resolve_profiled(
+            ingested.profile,
+            spec,
+            lambda c: identifiers_in(iter_partitions(ingested.path, list(c)), c),
+        )
+        check(config, schema, ingested.profile)
+    except BaseException:
+        shutil.rmtree(ingested.path, ignore_errors=True)
+        raise
+    return ingested, schema

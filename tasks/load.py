@@ -1,48 +1,56 @@
-"""Stage: load the source into the run directory, resolve the schema, run the pre-flight."""
+"""Stage: copy the source into the run directory as partitions, resolve the schema, pre-flight."""
 
 from __future__ import annotations
 
 import logging
+import os
 
 from prefect import task
 
 from mlpipe import preflight
 from mlpipe.config import Config
-from mlpipe.data.datasets import is_builtin, load_source
-from mlpipe.data.roles import resolve_schema
+from mlpipe.data.datasets import is_builtin
 from mlpipe.handoff import LoadedData, RunContext
 from mlpipe.io import tracking
-from mlpipe.io.tables import frame_digest, write_parquet
+from mlpipe.io.tables import iter_partitions
 from mlpipe.registry import SCHEMA_ARTIFACT
-from mlpipe.serving.schema import Schema
 
 log = logging.getLogger("mlpipe.load")
 
 
 @task(name="load")
-def load_data(config: Config, run: RunContext, schema: Schema | None = None) -> LoadedData:
-    """Load the source, write ``raw.parquet``, log the dataset.
+def load_data(config: Config, run: RunContext, staged: LoadedData | None = None) -> LoadedData:
+    """Bring the data into ``raw/`` of the run directory as partitions, log the dataset.
 
-    Without a ``schema`` resolved by the caller's pre-flight, resolve it and run the
-    pre-flight here (scheduled and triggered runs).
+    ``staged``: data the caller's pre-flight already copied and resolved (the CLI), adopted by
+    a rename; without it, the source is read, resolved and checked here (scheduled and
+    triggered runs).
     """
     spec = config.dataset
-    frame = load_source(spec)
-    if schema is None:
-        schema = resolve_schema(frame, spec)
-        preflight.check(config, schema, frame)
-    path = write_parquet(frame, run.path("raw.parquet"))
-    digest = frame_digest(frame)
-    source = spec.source if is_builtin(spec.source) else str(spec.source)
+    raw = run.path("raw")
+    if staged is None:
+        ingested, schema = preflight.prepare(config, raw)
+        source = spec.source if is_builtin(spec.source) else str(spec.source)
+        data = LoadedData(
+            path=ingested.path,
+            dataset=schema,
+            source=source,
+            digest=ingested.digest,
+            rows=ingested.rows,
+        )
+    else:
+        os.replace(staged.path, raw)
+        data = staged.model_copy(update={"path": str(raw)})
+    schema = data.dataset
     tracking.log_dataset(
         run.run_id,
-        frame,
-        source=source,
+        next(iter_partitions(data.path)),
+        source=data.source,
         name=schema.name,
         target=schema.target,
         context="training",
-        digest=digest,
-        rows=len(frame),
+        digest=data.digest,
+        rows=data.rows,
     )
     tracking.log_dict(run.run_id, schema.model_dump(mode="json"), SCHEMA_ARTIFACT)
     tags = {"mlpipe.dataset": schema.name, "mlpipe.task": schema.task}
@@ -54,10 +62,10 @@ def load_data(config: Config, run: RunContext, schema: Schema | None = None) -> 
     log.info(
         "loaded %s: %d rows, %d numeric + %d categorical features, target '%s' (%s)",
         schema.name,
-        len(frame),
+        data.rows,
         len(schema.numeric),
         len(schema.categorical),
         schema.target,
         schema.task,
     )
-    return LoadedData(path=path, dataset=schema, source=source, digest=digest, rows=len(frame))
+    return data

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import pandas as pd
 
 from mlpipe.config import DatasetSpec, ImageSpec, TaskType
 from mlpipe.errors import DataError
-from mlpipe.io.tables import read_table
+from mlpipe.io.tables import is_dataset, iter_table, read_table
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,21 @@ def model_name(spec: DatasetSpec, explicit: str | None) -> str:
     return explicit or f"mlpipe-{dataset_name(spec)}"
 
 
+def _source_path(spec: DatasetSpec) -> str:
+    """The file, directory or glob a spec names.
+
+    Raises:
+        DataError: It names no file and no built-in dataset.
+    """
+    p = Path(spec.source)
+    if p.suffix == "" and not p.exists() and not is_dataset(spec.source):
+        known = ", ".join(sorted(BUILTINS))
+        raise DataError(f"unknown dataset '{spec.source}': built-in datasets are {known}")
+    return spec.source
+
+
 def load_source(spec: DatasetSpec) -> pd.DataFrame:
-    """Load the raw table a dataset spec points at.
+    """Load the raw table a dataset spec points at, whole.
 
     Args:
         spec: Dataset spec whose ``source`` is a built-in name or a file path.
@@ -137,8 +150,21 @@ def load_source(spec: DatasetSpec) -> pd.DataFrame:
     """
     if is_builtin(spec.source):
         return BUILTINS[spec.source].loader()
-    p = Path(spec.source)
-    if p.suffix == "" and not p.exists():
-        known = ", ".join(sorted(BUILTINS))
-        raise DataError(f"unknown dataset '{spec.source}': built-in datasets are {known}")
-    return read_table(p, spec.encoding)
+    source = _source_path(spec)
+    if is_dataset(source):
+        return pd.concat(list(iter_table(source, 1 << 20, spec.encoding)), ignore_index=True)
+    return read_table(source, spec.encoding)
+
+
+def iter_source(spec: DatasetSpec, rows: int) -> Iterator[pd.DataFrame]:
+    """The source a dataset spec names, in blocks of at most ``rows`` rows.
+
+    A built-in dataset is one block; a file, directory or glob is read in blocks.
+
+    Raises:
+        DataError: Unknown built-in name, or an unreadable source.
+    """
+    if is_builtin(spec.source):
+        yield BUILTINS[spec.source].loader()
+        return
+    yield from iter_table(_source_path(spec), rows, spec.encoding)

@@ -60,14 +60,15 @@ def build_preprocessor(schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
     return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
 
 
-def magnitude_problem(frame: pd.DataFrame, schema: Schema) -> str | None:
+def magnitude_problem(sizes: pd.Series) -> str | None:
     """Numeric features beyond what the network's float32 inputs can hold, as a message.
 
     Such values are a units or parsing bug; scaled, they overflow into NaN and would look
     like a diverged training.
+
+    Args:
+        sizes: Largest absolute value per numeric feature column.
     """
-    present = [c for c in schema.numeric if c in frame.columns]
-    sizes = frame[present].apply(pd.to_numeric, errors="coerce").abs().max()
     huge = sizes[sizes > MAX_MAGNITUDE].sort_values(ascending=False)
     if not len(huge):
         return None
@@ -80,7 +81,8 @@ def magnitude_problem(frame: pd.DataFrame, schema: Schema) -> str | None:
 
 def check_magnitudes(frame: pd.DataFrame, schema: Schema) -> None:
     """Raise :class:`DataError` with :func:`magnitude_problem`'s message, if any."""
-    problem = magnitude_problem(frame, schema)
+    present = [c for c in schema.numeric if c in frame.columns]
+    problem = magnitude_problem(frame[present].apply(pd.to_numeric, errors="coerce").abs().max())
     if problem is not None:
         raise DataError(problem)
 

@@ -11,12 +11,20 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 from mlpipe.config import DatasetSpec
 from mlpipe.data.datasets import BUILTINS, dataset_name, is_builtin
+from mlpipe.data.ingest import (
+    MAX_TRACKED_LABELS,
+    SAMPLE_ROWS,
+    Profile,
+    identifiers_in,
+    profile_frame,
+)
 from mlpipe.errors import ConfigError, DataError
 from mlpipe.serving.schema import Schema, TaskType, to_numbers
 
@@ -33,9 +41,6 @@ MIN_ROWS_FOR_CARDINALITY = 50
 LEAK_ERROR_SHARE = 0.05
 LEAK_MIN_ROWS_PER_VALUE = 10
 LEAK_CORRELATION = 0.995
-# Role and leak inference look at this many rows (spread over the table, in file order); the
-# checks that must be exact (target labels, identifiers' uniqueness) use every row.
-SAMPLE_ROWS = 100_000
 _ID_NAME = re.compile(
     r"(?i)^(?:id|key|index|idx|uuid|guid|row|rownum|row_?id|row_?number|record_?id|"
     r"unnamed: ?\d+)$|(?:^|[_\-\s.])(?:id|key|uuid|guid|no|nr|number)$|[a-z](?:Id|ID|Key)$"
@@ -81,97 +86,101 @@ def looks_like_identifier(series: pd.Series, name: str) -> bool:
     file sorted by something else), a shuffled run of consecutive integers, or named like a key
     (``id``, ``customer_id``, ``Unnamed: 0``); text columns named like a key with distinct
     values. Trained on, such a column memorises row order: a file sorted by the target gives
-    a perfect, useless model.
+    a perfect, useless model. Decided by :func:`mlpipe.data.ingest.identifiers_in`, the same
+    code that judges a partitioned table.
     """
-    present = series.dropna()
-    if len(present) < 10 or not present.is_unique:
+    candidate = _candidate(series.dropna(), series, name)
+    if candidate is None:
         return False
+    return bool(identifiers_in([pd.DataFrame({name: series})], {name: candidate}))
+
+
+def _candidate(present: pd.Series, series: pd.Series, name: str) -> tuple[bool, bool] | None:
+    """``(numeric, named like a key)`` when a column could identify rows, judged on a sample.
+
+    Necessary conditions of :func:`looks_like_identifier` that hold on any sample of an
+    identifier: at least 10 distinct values, integral numbers or a key-like name.
+    """
+    if len(present) < 10 or not present.is_unique:
+        return None
     named = bool(_ID_NAME.search(name.strip()))
     if not looks_numeric(series):
-        return named and not isinstance(series.dtype, pd.CategoricalDtype)
+        text_id = named and not isinstance(series.dtype, pd.CategoricalDtype)
+        return (False, True) if text_id else None
     numbers = to_numbers(present)
     if numbers.isna().any() or not np.all(numbers == np.round(numbers)):
-        return False
-    if named or numbers.is_monotonic_increasing or numbers.is_monotonic_decreasing:
-        return True
-    return bool(numbers.max() - numbers.min() + 1 == len(numbers))
-
-
-def _could_identify(present: pd.Series, name: str) -> bool:
-    """Cheap necessary conditions of :func:`looks_like_identifier`, true on any sample of it."""
-    if len(present) < 10 or not present.is_unique:
-        return False
-    if not looks_numeric(present):
-        return bool(_ID_NAME.search(name.strip()))
-    numbers = to_numbers(present)
-    return bool(numbers.notna().all() and np.all(numbers == np.round(numbers)))
+        return None
+    return True, named
 
 
 def _integer_valued(values: pd.Series) -> bool:
     return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
 
 
-def infer_task(target: pd.Series) -> TaskType:
+def infer_task(target: pd.Series, distinct: pd.Index | None = None) -> TaskType:
     """Infer the learning task from the target column.
 
     Text, boolean or category targets are classification; numbers are classification when
     they are integer-valued with few distinct values, regression otherwise.
 
     Args:
-        target: The target column (missing values are ignored).
+        target: The target column, or a sample of it (missing values are ignored).
+        distinct: Every distinct present value of the whole column, when ``target`` is a
+            sample (``None`` with a sample: too many to count, a measurement).
 
     Returns:
         ``binary``, ``multiclass`` or ``regression``.
     """
     present = target.dropna()
-    n_unique = present.nunique()
+    values_of = present if distinct is None else pd.Series(distinct)
+    n_unique = values_of.nunique()
     if not looks_numeric(present):
         return "binary" if n_unique <= 2 else "multiclass"
-    values = to_numbers(present).dropna()
+    values = to_numbers(values_of).dropna()
     if _integer_valued(values) and n_unique <= MAX_INTEGER_CLASSES:
         return "binary" if n_unique <= 2 else "multiclass"
     return "regression"
 
 
-def sample_rows(frame: pd.DataFrame, rows: int = SAMPLE_ROWS, seed: int = 0) -> pd.DataFrame:
-    """At most ``rows`` rows drawn evenly at random, kept in file order (sortedness survives)."""
-    if len(frame) <= rows:
-        return frame
-    picked = np.sort(np.random.default_rng(seed).choice(len(frame), rows, replace=False))
-    return frame.iloc[picked]
+Identify = Callable[[dict[str, tuple[bool, bool]]], set[str]]
 
 
 def infer_roles(
-    frame: pd.DataFrame, target: str, exclude: list[str], whole: pd.DataFrame | None = None
+    frame: pd.DataFrame, target: str, exclude: list[str], identify: Identify | None = None
 ) -> tuple[list[str], list[str], list[str], list[str]]:
     """Split the feature columns of a frame into numeric, categorical and ignored.
 
     Args:
-        frame: The raw table, or a sample of it in file order (:func:`sample_rows`).
+        frame: The raw table, or a uniform sample of it in file order.
         target: Target column, never a feature.
         exclude: Columns the user asked to ignore.
-        whole: The whole table when ``frame`` is a sample: a column that looks like an
-            identifier in the sample is confirmed on every row.
+        identify: Given the columns that look like identifiers in ``frame`` (column ->
+            ``(numeric, named like a key)``), which of them are, judged on every row of the
+            table (:func:`mlpipe.data.ingest.identifiers_in`). Default: judged on ``frame``.
 
     Returns:
         ``(numeric, categorical, ignored, identifiers)`` in table order; ``identifiers`` is the
         part of ``ignored`` recognised as row identifiers.
     """
+    features = [c for c in frame.columns if c != target and c not in exclude]
+    candidates = {}
+    for col in features:
+        found = _candidate(frame[col].dropna(), frame[col], str(col))
+        if found is not None:
+            candidates[col] = found
+    if identify is None:
+        identify = lambda c: identifiers_in([frame[list(c)]], c)  # noqa: E731
+    confirmed = identify(candidates) if candidates else set()
     numeric: list[str] = []
     categorical: list[str] = []
     ignored: list[str] = list(exclude)
     identifiers: list[str] = []
-    for col in frame.columns:
-        if col == target or col in exclude:
-            continue
+    for col in features:
         series = frame[col]
         present = series.dropna()
         if present.empty:
             ignored.append(col)  # all missing: nothing to learn from
-        elif _could_identify(present, str(col)) and looks_like_identifier(
-            series if whole is None else whole[col],
-            str(col),  # exact on every row
-        ):
+        elif col in confirmed:
             ignored.append(col)
             identifiers.append(col)
         elif pd.api.types.is_datetime64_any_dtype(series) or looks_like_dates(series):
@@ -288,16 +297,18 @@ def find_leaks(
     return leaks
 
 
-def _check_target(frame: pd.DataFrame, target: str, task: TaskType | None) -> None:
+def _check_target(profile: Profile, task: TaskType | None) -> None:
     """Refuse targets that cannot be learned: all missing, case variants, numbers and text."""
-    labels = frame[target].dropna()
-    if labels.empty:
+    target = str(profile.target)
+    series = profile.sample[target]
+    counts = profile.target_counts
+    if (counts is not None and counts.empty) or series.dropna().empty:
         raise DataError(f"target column '{target}' has no values (all missing)")
-    series = frame[target]
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return
     # Every check below depends only on the distinct labels: exact, and cheap on any size.
-    text = pd.Series(labels.unique()).astype("str").str.strip()
+    distinct = series.dropna().unique() if counts is None else counts.index
+    text = pd.Series(distinct).astype("str").str.strip()
     spellings = pd.Series(text.unique())
     variants = spellings.groupby(spellings.str.casefold()).agg(list)
     clashes = [v for v in variants if len(v) > 1]
@@ -319,12 +330,29 @@ def _check_target(frame: pd.DataFrame, target: str, task: TaskType | None) -> No
         )
 
 
+def target_of(spec: DatasetSpec) -> str | None:
+    """The target column a spec names, or its built-in dataset's."""
+    builtin = BUILTINS.get(spec.source) if is_builtin(spec.source) else None
+    return spec.target or (builtin.target if builtin else None)
+
+
 def resolve_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
+    """Resolve the schema of a whole in-memory table: :func:`resolve_profiled`'s one partition."""
+    return resolve_profiled(
+        profile_frame(frame, target_of(spec)), spec, lambda c: identifiers_in([frame[list(c)]], c)
+    )
+
+
+def resolve_profiled(profile: Profile, spec: DatasetSpec, identify: Identify) -> Schema:
     """Resolve target, task and column roles from the spec, built-in defaults and the data.
 
+    Roles and leaks are inferred on the profile's sample; what must be exact uses every row:
+    the row count and target labels from the profile, identifiers via ``identify``.
+
     Args:
-        frame: The raw table.
+        profile: The table's :class:`~mlpipe.data.ingest.Profile`.
         spec: The dataset spec from the config.
+        identify: Confirms identifier candidates on every row (see :func:`infer_roles`).
 
     Returns:
         The resolved schema.
@@ -334,44 +362,52 @@ def resolve_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
         ConfigError: No target named, or an inconsistent image spec.
     """
     builtin = BUILTINS.get(spec.source) if is_builtin(spec.source) else None
-    target = spec.target or (builtin.target if builtin else None)
+    target = target_of(spec)
     if not target:
         raise ConfigError("no target column: pass --target COL or set dataset.target")
-    if target not in frame.columns:
-        shown = ", ".join(map(str, frame.columns[:30]))
-        more = f" (+{len(frame.columns) - 30} more)" if len(frame.columns) > 30 else ""
+    columns = profile.columns
+    if target not in columns:
+        shown = ", ".join(map(str, columns[:30]))
+        more = f" (+{len(columns) - 30} more)" if len(columns) > 30 else ""
         raise DataError(f"target column '{target}' not found; columns are: {shown}{more}")
-    if len(frame) < MIN_ROWS:
+    if profile.rows < MIN_ROWS:
         raise DataError(
-            f"only {len(frame)} row{'s' if len(frame) != 1 else ''}; "
+            f"only {profile.rows} row{'s' if profile.rows != 1 else ''}; "
             f"at least {MIN_ROWS} are needed to train"
         )
+    sample = profile.sample
     explicit_task = spec.task or (builtin.task if builtin else None)
-    _check_target(frame, target, explicit_task)
-    labels = frame[target].dropna()
-    task_type = explicit_task or infer_task(frame[target])
+    _check_target(profile, explicit_task)
+    counts = profile.target_counts
+    labels = sample[target].dropna()
+    if explicit_task:
+        task_type = explicit_task
+    elif counts is None:  # too many distinct values to be labels
+        task_type = "regression" if looks_numeric(labels) else "multiclass"
+    else:
+        task_type = infer_task(sample[target], counts.index)
     if task_type != "regression":
-        n_classes = labels.nunique()
-        if n_classes < 2:
+        n_classes = len(counts) if counts is not None else None
+        present = int(counts.sum()) if counts is not None else profile.rows
+        if counts is not None and len(counts) < 2:
             raise DataError(
-                f"target column '{target}' has a single class ({labels.iloc[0]!r}): "
+                f"target column '{target}' has a single class ({counts.index[0]!r}): "
                 "nothing to learn"
             )
-        if n_classes > max(100, len(labels) // 2):
+        if n_classes is None or n_classes > max(100, present // 2):
+            many = f"{n_classes}" if n_classes is not None else f"over {MAX_TRACKED_LABELS}"
             raise DataError(
-                f"target column '{target}' has {n_classes} distinct values in {len(labels)} "
+                f"target column '{target}' has {many} distinct values in {present} "
                 "rows: too many classes (an identifier or a number? pass --task regression)"
             )
-    elif to_numbers(labels).isna().all():
+    elif to_numbers(pd.Series(counts.index) if counts is not None else labels).isna().all():
         raise DataError(f"target column '{target}' holds no numbers for a regression")
     ignore = list(dict.fromkeys([*spec.ignore, *(builtin.ignore if builtin else ())]))
     named = [*(spec.numeric or []), *(spec.categorical or []), *ignore]
-    absent = [c for c in named if c not in frame.columns]
+    absent = [c for c in named if c not in columns]
     if absent:
         raise DataError(f"configured columns not in the data: {', '.join(absent)}")
-    sample = sample_rows(frame)
-    whole = frame if sample is not frame else None
-    inferred_num, inferred_cat, ignored, identifiers = infer_roles(sample, target, ignore, whole)
+    inferred_num, inferred_cat, ignored, identifiers = infer_roles(sample, target, ignore, identify)
     # Explicit roles win over inference; the remaining columns keep their inferred role.
     explicit_num, explicit_cat = list(spec.numeric or []), list(spec.categorical or [])
     explicit = set(explicit_num) | set(explicit_cat)
@@ -406,14 +442,14 @@ def resolve_schema(frame: pd.DataFrame, spec: DatasetSpec) -> Schema:
     shape = None
     if image is not None:
         pixels = list(image.pixel_columns) or [
-            str(c) for c in frame.columns if str(c).startswith(image.pixel_prefix)
+            str(c) for c in columns if str(c).startswith(image.pixel_prefix)
         ]
         h, w = image.shape
         if len(pixels) != h * w:
             raise ConfigError(
                 f"dataset.image.shape {h}x{w} needs {h * w} pixel columns, found {len(pixels)}"
             )
-        missing = [p for p in pixels if p not in frame.columns]
+        missing = [p for p in pixels if p not in columns]
         if missing:
             raise DataError(f"pixel columns not in the data: {', '.join(missing[:5])}")
         numeric = pixels + [c for c in numeric if c not in pixels]

@@ -66,13 +66,20 @@ def owner_alive(identity: str) -> bool | None:
         return None
     if host != socket.gethostname():
         return None
+    if not running(pid):
+        return False
+    return start == "?" or _start_ticks(pid) == start
+
+
+def running(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (someone else's included)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass  # exists, owned by someone else
-    return start == "?" or _start_ticks(pid) == start
+        return True  # exists, owned by someone else
+    return True
 
 
 def die_with_parent() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from mlpipe.config import Config, flatten
 from mlpipe.data.datasets import dataset_name, model_name
 from mlpipe.handoff import RunContext
 from mlpipe.io import tracking
+from mlpipe.io.processes import running
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,3 +73,34 @@ def remove_run_dirs(runs_dir: str, run_ids: list[str]) -> list[str]:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(str(folder))
     return removed
+
+
+STAGING_PREFIX = ".staging-"
+
+
+@contextlib.contextmanager
+def staging(runs_dir: str) -> Iterator[Path]:
+    """A fresh folder under ``runs_dir`` for data checked before a run starts.
+
+    The run adopts what it needs by renaming it into its run directory (same file system, so
+    no copy); the folder and whatever is left in it are removed on exit, and so is
+    ``runs_dir`` when this made it and it is left empty (a refused input leaves nothing).
+    Folders of staging processes that no longer run (killed) are removed first.
+    """
+    import uuid
+
+    base = Path(runs_dir)
+    created = not base.exists()
+    for stale in base.glob(f"{STAGING_PREFIX}*") if not created else ():
+        pid = stale.name.removeprefix(STAGING_PREFIX).split("-")[0]
+        if pid.isdigit() and not running(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = base / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                base.rmdir()  # only if empty

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.errors import DataError
+from mlpipe.io.processes import running
 
 CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -355,10 +356,77 @@ def _read_parquet_table(p: Path) -> Any:
         raise DataError(f"cannot read {p} as Parquet: {str(err).splitlines()[0]}") from None
 
 
-def iter_table(path: str | Path, chunk_rows: int, encoding: str = "auto") -> Iterator[pd.DataFrame]:
-    """Yield a CSV or Parquet file in chunks of ``chunk_rows`` rows, never loading it whole.
+def is_dataset(path: str | Path) -> bool:
+    """Whether ``path`` names several Parquet files: a directory or a glob pattern."""
+    text = str(path)
+    return Path(text).is_dir() or any(ch in text for ch in "*?[")
 
-    Each chunk is normalised like :func:`read_table` does it.
+
+def dataset_files(path: str | Path) -> tuple[Path, list[Path]]:
+    """The base folder and the sorted Parquet files of a directory (recursively) or a glob.
+
+    Hidden files and folders (``.x``, ``_SUCCESS``, ``_metadata``) are skipped, as Spark and
+    pyarrow write them beside the data.
+
+    Raises:
+        DataError: No Parquet file matches, or a match is not Parquet.
+    """
+    import glob
+
+    text = str(path)
+    if Path(text).is_dir():
+        base = Path(text)
+        found = [p for p in base.rglob("*") if p.is_file()]
+    else:
+        base = Path(text.split("*")[0].split("?")[0].split("[")[0] or ".")
+        base = base if base.is_dir() else base.parent
+        found = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
+    files = sorted(
+        p
+        for p in found
+        if not any(part.startswith((".", "_")) for part in p.relative_to(base).parts)
+    )
+    if not files:
+        what = "directory" if Path(text).is_dir() else "files match"
+        raise DataError(
+            f"no Parquet files in {what} {path}: a directory or glob input holds Parquet files"
+        )
+    others = [p for p in files if p.suffix.lower() not in PARQUET_SUFFIXES]
+    if others:
+        raise DataError(
+            f"{path}: {others[0]} is not a Parquet file; a directory or glob input holds "
+            "only Parquet files (hive-style key=value folders allowed)"
+        )
+    return base, files
+
+
+def _iter_dataset(path: str | Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Yield the Parquet files of a directory or glob as one table, hive partitions included."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    base, files = dataset_files(path)
+    where = Path(str(path))
+    try:
+        dataset = ds.dataset(
+            [str(f) for f in files],
+            format="parquet",
+            partitioning=ds.HivePartitioning.discover(infer_dictionary=False),
+            partition_base_dir=str(base),
+        )
+        for batch in dataset.to_batches(batch_size=chunk_rows):
+            if batch.num_rows:
+                yield normalise(_parquet_to_frame(pa.Table.from_batches([batch]), where), where)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"cannot read {path} as Parquet: {str(err).splitlines()[0]}") from None
+
+
+def iter_table(path: str | Path, chunk_rows: int, encoding: str = "auto") -> Iterator[pd.DataFrame]:
+    """Yield a table in chunks of ``chunk_rows`` rows, never loading it whole.
+
+    The table is a CSV or Parquet file, or a directory or glob of Parquet files (hive-style
+    ``key=value`` folders become columns). Each chunk is normalised like :func:`read_table`
+    does it.
 
     Raises:
         DataError: As :func:`read_table`, possibly after earlier chunks were yielded.
@@ -366,6 +434,9 @@ def iter_table(path: str | Path, chunk_rows: int, encoding: str = "auto") -> Ite
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if is_dataset(path):
+        yield from _iter_dataset(path, chunk_rows)
+        return
     p = check_readable(path)
     if table_format(p) == "parquet":
         try:
@@ -385,18 +456,47 @@ def iter_table(path: str | Path, chunk_rows: int, encoding: str = "auto") -> Ite
             yield normalise(chunk, p, dialect.delimiter)
 
 
-def frame_digest(frame: pd.DataFrame) -> str:
-    """SHA-256 over every row, the column names and dtypes.
+def row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """One 64-bit hash per row over every column (pandas' stable hashing; index excluded)."""
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
 
-    MLflow's own dataset digest hashes only the first 10,000 rows; this one covers the whole
-    content, independent of the file format it came from.
+
+def _dtypes_json(frame: pd.DataFrame) -> bytes:
+    return json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode()
+
+
+class Digest:
+    """SHA-256 over every row, the column names and dtypes, fed one partition at a time.
+
+    The value depends on the rows and their order, not on how they were cut into partitions,
+    so a streamed table and the same table read whole digest alike. MLflow's own dataset
+    digest hashes only the first 10,000 rows; this one covers the whole content.
     """
-    import hashlib
 
-    h = hashlib.sha256()
-    h.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
-    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return h.hexdigest()
+    def __init__(self) -> None:
+        import hashlib
+
+        self._rows = hashlib.sha256()
+        self._dtypes: bytes | None = None
+
+    def update(self, frame: pd.DataFrame) -> None:
+        """Add the next rows (same columns and dtypes as the first partition)."""
+        if self._dtypes is None:
+            self._dtypes = _dtypes_json(frame)
+        self._rows.update(row_hashes(frame).tobytes())
+
+    def hexdigest(self) -> str:
+        """The digest of every row added so far."""
+        import hashlib
+
+        return hashlib.sha256((self._dtypes or b"") + self._rows.digest()).hexdigest()
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """The :class:`Digest` of one whole frame."""
+    digest = Digest()
+    digest.update(frame)
+    return digest.hexdigest()
 
 
 def head(path: str | Path, rows: int = 1000, encoding: str = "auto") -> pd.DataFrame:
@@ -414,7 +514,7 @@ def _partial(target: Path) -> Path:
 
     for stale in target.parent.glob(f".{glob_escape(target.name)}.*.partial"):
         pid = stale.name.removesuffix(".partial").rsplit(".", 1)[-1].split("-")[0]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not running(int(pid)):
             stale.unlink(missing_ok=True)
     return target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
 
@@ -424,16 +524,6 @@ def glob_escape(name: str) -> str:
     import glob
 
     return glob.escape(name)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager
@@ -557,6 +647,161 @@ class TableWriter:
         self.partial.unlink(missing_ok=True)
 
     def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None or self.partial.exists():
+            self.abort()
+
+
+PART_PATTERN = "part-*.parquet"
+
+
+def partition_files(path: str | Path) -> list[Path]:
+    """The partitions of a dataset written by :class:`PartitionWriter`, in row order.
+
+    A single Parquet file is its own one partition.
+    """
+    p = Path(path)
+    return sorted(p.glob(PART_PATTERN)) if p.is_dir() else [p]
+
+
+def iter_partitions(path: str | Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """Yield a partitioned dataset (or one Parquet file) one partition at a time, in order."""
+    for part in partition_files(path):
+        yield pd.read_parquet(part, columns=columns)
+
+
+def _unified(types: list[Any]) -> Any:
+    """One Arrow type every partition's type of a column converts to without losing values.
+
+    Integers of any width give int64; integers, floats and booleans together give float64 (a
+    CSV block with a missing value reads as floats); anything with text gives text (a
+    block with one stray word reads as text).
+    """
+    import pyarrow as pa
+
+    kinds = [t for t in dict.fromkeys(types) if not pa.types.is_null(t)]
+    if len(kinds) <= 1:
+        return kinds[0] if kinds else types[0]
+    if all(pa.types.is_integer(t) for t in kinds):
+        return pa.int64()
+    if all(
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) for t in kinds
+    ):
+        return pa.float64()
+    return pa.large_string()
+
+
+class PartitionWriter:
+    """Writes a partitioned Parquet dataset that appears, whole, only on :meth:`commit`.
+
+    Frames of any size go in; partitions of ``rows`` rows (the last one smaller) come out as
+    ``part-00000.parquet``, ... in a hidden folder beside the target, renamed into place on
+    commit. A column whose type changed between partitions (a CSV block with a missing value
+    or a stray word) is converted to one type for all of them. The :class:`Digest` of the
+    written rows is computed as they stream through.
+
+    Args:
+        path: The dataset folder to create (must not exist).
+        rows: Rows per partition.
+    """
+
+    def __init__(self, path: str | Path, rows: int):
+        import uuid
+
+        self.path = Path(path)
+        self.rows_per_part = rows
+        self.partial = self.path.with_name(
+            f".{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
+        )
+        with _naming(self.path):
+            self.partial.mkdir(parents=True)
+        self.rows = 0
+        self.parts = 0
+        self.digest = Digest()
+        self._buffer: list[pd.DataFrame] = []
+        self._buffered = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append rows (same columns as the first frame)."""
+        if not len(frame):
+            return
+        self._buffer.append(frame)
+        self._buffered += len(frame)
+        while self._buffered >= self.rows_per_part:
+            self._flush(self.rows_per_part)
+
+    def _flush(self, rows: int) -> None:
+        whole = (
+            pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
+        )
+        part, rest = whole.iloc[:rows].reset_index(drop=True), whole.iloc[rows:]
+        self._buffer = [rest] if len(rest) else []
+        self._buffered = len(rest)
+        self._write_part(part)
+
+    def _write_part(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        # No pandas metadata: partitions must read back alike whatever dtype a block had.
+        table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+        with _naming(self.path):
+            pq.write_table(table, self.partial / f"part-{self.parts:05d}.parquet")
+        self.digest.update(frame)
+        self.parts += 1
+        self.rows += len(frame)
+
+    def _unify(self) -> bool:
+        """Convert partitions whose column types differ; whether any was rewritten."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        files = partition_files(self.partial)
+        schemas = [pq.read_schema(f) for f in files]
+        names = schemas[0].names
+        target = pa.schema([(n, _unified([s.field(n).type for s in schemas])) for n in names])
+        changed = [f for f, s in zip(files, schemas, strict=True) if not s.equals(target)]
+        for f in changed:
+            table = pq.read_table(f)
+            try:
+                table = table.cast(target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                raise DataError(
+                    f"{self.path.name}: a column changes type between blocks and cannot be "
+                    f"read as one type ({str(err).splitlines()[0]})"
+                ) from None
+            pq.write_table(table, f)
+        return bool(changed)
+
+    def commit(self) -> str:
+        """Write the last partition, unify column types, move the dataset into place.
+
+        Raises:
+            DataError: No rows were written, or a column's types cannot be unified.
+        """
+        if self._buffered:
+            self._flush(self._buffered)
+        if not self.parts:
+            raise DataError(f"no rows to write to {self.path}")
+        if self._unify():
+            # Types changed under rows already digested: digest the converted rows.
+            self.digest = Digest()
+            for frame in iter_partitions(self.partial):
+                self.digest.update(frame)
+        with _naming(self.path):
+            os.replace(self.partial, self.path)
+        return str(self.path)
+
+    def abort(self) -> None:
+        """Delete everything written."""
+        import shutil
+
+        self._buffer = []
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    def __enter__(self) -> PartitionWriter:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:

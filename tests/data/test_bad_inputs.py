@@ -58,6 +58,11 @@ def a_directory(folder: Path) -> None:
     (folder / "data.csv").mkdir()
 
 
+def csv_in_a_directory(folder: Path) -> None:
+    (folder / "parts").mkdir()
+    GOOD.to_csv(folder / "parts" / "a.csv", index=False)
+
+
 def repeated_header(folder: Path) -> None:
     body = GOOD.to_csv(index=False)
     header, *rows = body.splitlines()
@@ -123,7 +128,11 @@ CASES = [
     Case("train_header_only", TRAIN, "header but no rows", raw(b"size,colour,label\n")),
     Case("train_missing_file", ["train", "--data", "nope.csv", "--target", "y"],
          "data file not found: nope.csv"),
-    Case("train_directory", TRAIN, "is not a file", a_directory),
+    Case("train_directory", TRAIN, "no Parquet files in directory data.csv", a_directory),
+    Case("train_directory_of_csv", ["train", "--data", "parts", "--target", "label"],
+         "is not a Parquet file", csv_in_a_directory),
+    Case("train_glob_matches_nothing", ["train", "--data", "parts/*.parquet", "--target", "y"],
+         "no Parquet files in files match", a_directory),
     Case("train_unsupported_type", ["train", "--data", "data.xlsx", "--target", "label"],
          "unsupported file type '.xlsx'", raw(b"PK\x03\x04", "data.xlsx")),
     Case("train_truncated_parquet", ["train", "--data", "data.parquet", "--target", "label"],

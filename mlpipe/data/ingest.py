@@ -1,0 +1,254 @@
+"""One streaming pass over a source: a partitioned Parquet copy, its digest and its profile.
+
+The pass reads the source in blocks (a CSV file, a Parquet file, a directory or glob of Parquet
+files, or a built-in dataset as one block), writes them as ``part-*.parquet`` partitions, digests
+every row and collects a :class:`Profile`: what schema inference and the pre-flight need, as
+summaries that merge across partitions (``a.merge(b)``). A table that fits in memory is the
+one-partition case of the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlpipe.config import DatasetSpec
+from mlpipe.data.datasets import iter_source
+from mlpipe.errors import DataError
+from mlpipe.io.tables import PartitionWriter
+from mlpipe.serving.schema import to_numbers
+
+# Role and leak inference look at this many rows, drawn uniformly and kept in file order
+# (sortedness survives); the checks that must be exact (target labels, identifiers'
+# uniqueness, row counts) use every row.
+SAMPLE_ROWS = 100_000
+# Distinct target values counted exactly; beyond this the target is a measurement (regression).
+MAX_TRACKED_LABELS = 100_000
+
+log = logging.getLogger("mlpipe.load")
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def priorities(start: int, rows: int, seed: int = 0) -> np.ndarray:
+    """A pseudo-random 64-bit key per row, a pure function of its position and ``seed``.
+
+    The sample is the rows with the smallest keys, so it is the same whatever the partition
+    sizes (splitmix64 of the row's position).
+    """
+    with np.errstate(over="ignore"):
+        x = np.arange(start, start + rows, dtype=np.uint64) + np.uint64(seed + 1) * _GOLDEN
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+@dataclass
+class Profile:
+    """What one pass over a table learns, mergeable across partitions in row order.
+
+    Attributes:
+        rows: Rows seen.
+        columns: Column names (every partition has the same).
+        target: The target column profiled (``None``: not named, or not in the table).
+        target_counts: Rows per distinct present target value; ``None`` once there are more
+            than :data:`MAX_TRACKED_LABELS` (a measurement, not labels).
+        abs_max: Largest absolute value of each numeric-typed column.
+        sample: Up to ``sample_size`` rows drawn uniformly, in file order.
+        sample_keys: Their :func:`priorities` (smallest kept).
+        sample_size: Rows the sample keeps.
+    """
+
+    rows: int
+    columns: list[str]
+    target: str | None
+    target_counts: pd.Series | None
+    abs_max: dict[str, float]
+    sample: pd.DataFrame
+    sample_keys: np.ndarray
+    sample_size: int = SAMPLE_ROWS
+
+    @classmethod
+    def of(
+        cls, frame: pd.DataFrame, target: str | None, start: int = 0, size: int = SAMPLE_ROWS
+    ) -> Profile:
+        """Profile one partition whose first row is row ``start`` of the table."""
+        keys = priorities(start, len(frame))
+        keep = np.arange(len(frame))
+        if len(frame) > size:
+            keep = np.sort(np.argpartition(keys, size - 1)[:size])
+        counts = None
+        if target is not None and target in frame.columns:
+            counts = frame[target].value_counts(dropna=True, sort=False)
+            if len(counts) > MAX_TRACKED_LABELS:
+                counts = None
+        numeric = [
+            c
+            for c in frame.columns
+            if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+        ]
+        sizes = frame[numeric].abs().max() if numeric else pd.Series(dtype="float64")
+        return cls(
+            rows=len(frame),
+            columns=[str(c) for c in frame.columns],
+            target=target if target in frame.columns else None,
+            target_counts=counts,
+            abs_max={str(c): float(v) for c, v in sizes.items()},
+            sample=frame.iloc[keep].reset_index(drop=True),
+            sample_keys=keys[keep],
+            sample_size=size,
+        )
+
+    def merge(self, later: Profile) -> Profile:
+        """The profile of this partition followed by ``later``."""
+        counts = None
+        if self.target_counts is not None and later.target_counts is not None:
+            counts = self.target_counts.add(later.target_counts, fill_value=0).astype("int64")
+            if len(counts) > MAX_TRACKED_LABELS:
+                counts = None
+        sample = pd.concat([self.sample, later.sample], ignore_index=True)
+        keys = np.concatenate([self.sample_keys, later.sample_keys])
+        keep = np.arange(len(sample))
+        if len(sample) > self.sample_size:
+            keep = np.sort(np.argpartition(keys, self.sample_size - 1)[: self.sample_size])
+        abs_max = dict(self.abs_max)
+        for col, value in later.abs_max.items():
+            # NaN (an all-missing block) never wins a max.
+            abs_max[col] = float(np.nanmax([abs_max.get(col, np.nan), value]))
+        return Profile(
+            rows=self.rows + later.rows,
+            columns=self.columns,
+            target=self.target,
+            target_counts=counts,
+            abs_max=abs_max,
+            sample=sample.iloc[keep].reset_index(drop=True),
+            sample_keys=keys[keep],
+            sample_size=self.sample_size,
+        )
+
+
+def profile_frame(frame: pd.DataFrame, target: str | None) -> Profile:
+    """The profile of a whole in-memory table (its one-partition case)."""
+    return Profile.of(frame, target)
+
+
+@dataclass
+class _IdSummary:
+    """Mergeable facts about one column that decide whether it identifies rows."""
+
+    present: int = 0
+    hashes: list[np.ndarray] = field(default_factory=list)
+    integral: bool = True
+    low: float = np.inf
+    high: float = -np.inf
+    increasing: bool = True
+    decreasing: bool = True
+    last: float | None = None
+
+    def add(self, series: pd.Series, numeric: bool) -> None:
+        present = series.dropna()
+        self.present += len(present)
+        if not len(present):
+            return
+        self.hashes.append(pd.util.hash_array(present.to_numpy()))
+        if not numeric or not self.integral:
+            return
+        numbers = to_numbers(present)
+        if numbers.isna().any() or not np.all(numbers == np.round(numbers)):
+            self.integral = False
+            return
+        values = numbers.to_numpy()
+        self.low, self.high = min(self.low, values.min()), max(self.high, values.max())
+        first = values[0]
+        self.increasing &= bool(np.all(np.diff(values) >= 0)) and (
+            self.last is None or self.last <= first
+        )
+        self.decreasing &= bool(np.all(np.diff(values) <= 0)) and (
+            self.last is None or self.last >= first
+        )
+        self.last = values[-1]
+
+    def unique(self) -> bool:
+        if not self.hashes:
+            return True
+        hashes = np.sort(np.concatenate(self.hashes))
+        return not bool(np.any(hashes[1:] == hashes[:-1]))
+
+
+def identifiers_in(
+    partitions: Iterable[pd.DataFrame], candidates: dict[str, tuple[bool, bool]]
+) -> set[str]:
+    """Which candidate columns identify rows, judged exactly on every row.
+
+    Args:
+        partitions: The table, one partition at a time (only candidate columns are needed).
+        candidates: Column -> ``(numeric, named like a key)``, from the sample.
+
+    Returns:
+        The columns whose present values are all distinct and, for numbers, integral and
+        sorted, named like a key, or a run of consecutive integers (as
+        :func:`mlpipe.data.roles.looks_like_identifier` decides on one frame).
+    """
+    summaries = {col: _IdSummary() for col in candidates}
+    for part in partitions:
+        for col, summary in summaries.items():
+            summary.add(part[col], candidates[col][0])
+    found = set()
+    for col, s in summaries.items():
+        numeric, named = candidates[col]
+        if s.present < 10 or not s.unique():
+            continue
+        if not numeric:
+            if named:
+                found.add(col)
+        elif (s.integral and (named or s.increasing or s.decreasing)) or (
+            s.integral and s.high - s.low + 1 == s.present
+        ):
+            found.add(col)
+    return found
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """A source copied into partitions: where, how many rows, its digest and profile."""
+
+    path: str
+    rows: int
+    digest: str
+    profile: Profile
+
+
+def ingest(spec: DatasetSpec, out: str | Path, target: str | None, rows: int) -> Ingested:
+    """Copy the source into a partitioned Parquet dataset at ``out`` in one streaming pass.
+
+    Memory holds one block plus the sample, whatever the source's size. Nothing is left at
+    ``out`` when reading fails.
+
+    Raises:
+        DataError: The source is unreadable, empty or has no columns.
+    """
+    profile: Profile | None = None
+    started, report = time.monotonic(), 10 * rows
+    with PartitionWriter(out, rows) as writer:
+        for block in iter_source(spec, rows):
+            if block.shape[1] == 0:
+                raise DataError(f"data file has no columns: {spec.source}")
+            part = Profile.of(block, target, start=profile.rows if profile else 0)
+            profile = part if profile is None else profile.merge(part)
+            writer.write(block)
+            if profile.rows >= report:
+                log.info("read %d rows (%.0f s)", profile.rows, time.monotonic() - started)
+                report += 10 * rows
+        if profile is None or profile.rows == 0:
+            raise DataError(f"data file has a header but no rows: {spec.source}")
+        path = writer.commit()
+    return Ingested(path=path, rows=profile.rows, digest=writer.digest.hexdigest(), profile=profile)
