@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from mlpipe.config import TrainConfig
-from mlpipe.learn.train import fit_network
+from mlpipe.learn.train import Rows, fit_network
 from mlpipe.serving.nets import build_network
 
 
@@ -78,7 +78,7 @@ def main() -> None:
         losses["bare torch loop"] = bare_loop(x, y, x_val, y_val, spec, cfg, 0)
         times["bare torch loop"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        _, history, _ = fit_network(x, y, x_val, y_val, spec, cfg, 0)
+        _, history, _ = fit_network(Rows.of(x, y), Rows.of(x_val, y_val), spec, cfg, 0)
         times["mlpipe fit_network"].append(time.perf_counter() - started)
         losses["mlpipe fit_network"] = history[0]["train_loss"]
     print(f"rows={args.rows:,} features={args.features} batch={args.batch} "

@@ -758,7 +758,10 @@ def report_error(err: BaseException, verbose: bool) -> int:
 
         terminated = is_termination(err)
     if terminated:
-        print("mlpipe: error: terminated (SIGTERM); the run was closed as failed", file=sys.stderr)
+        print(
+            "mlpipe: error: terminated (SIGTERM); a run it had started was closed as failed",
+            file=sys.stderr,
+        )
         return EXIT_TERMINATED
     if isinstance(err, BrokenPipeError):
         # Output piped into `head` and closed early: not an error of ours.

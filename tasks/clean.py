@@ -7,12 +7,12 @@ import logging
 from prefect import task
 
 from mlpipe.config import CleanConfig
-from mlpipe.data.clean import check_drop_rate, clean_partition
+from mlpipe.data.clean import CleanStats, Seen, check_drop_rate, clean_partition
 from mlpipe.data.roles import MIN_ROWS
 from mlpipe.errors import DataError
 from mlpipe.handoff import CleanedData, RunContext, ValidatedData
 from mlpipe.io import tracking
-from mlpipe.io.tables import read_parquet, write_parquet
+from mlpipe.io.tables import PartitionWriter, iter_partitions
 
 log = logging.getLogger("mlpipe.clean")
 
@@ -21,9 +21,21 @@ log = logging.getLogger("mlpipe.clean")
 def clean_data(
     data: ValidatedData, cfg: CleanConfig, split_key: str | None, run: RunContext
 ) -> CleanedData:
-    """Clean the validated rows, write ``clean.parquet`` and log the row accounting."""
+    """Clean the validated rows partition by partition into ``clean/``; log the accounting."""
     keep = [split_key] if split_key else []
-    cleaned, stats = clean_partition(read_parquet(data.path), data.dataset, cfg, keep=keep)
+    seen, stats = Seen(), CleanStats()
+    with PartitionWriter(run.path("clean")) as writer:
+        for part in iter_partitions(data.path):
+            cleaned, part_stats = clean_partition(part, data.dataset, cfg, keep=keep, seen=seen)
+            writer.write(cleaned)
+            stats += part_stats
+        del seen  # the row hashes are no longer needed
+        _log_accounting(stats, data, run)
+        path = _checked(writer, stats, cfg)
+    return CleanedData(path=path, dataset=data.dataset, stats=stats)
+
+
+def _log_accounting(stats: CleanStats, data: ValidatedData, run: RunContext) -> None:
     gate = data.gate
     # rows in = rows kept + rows quarantined + rows dropped, each with a reason.
     accounting = {
@@ -45,11 +57,14 @@ def clean_data(
         stats.dropped or "none",
         stats.coerced_to_missing or "none",
     )
+
+
+def _checked(writer: PartitionWriter, stats: CleanStats, cfg: CleanConfig) -> str:
+    """Commit the cleaned rows, unless cleaning dropped too many or left too few."""
     check_drop_rate(stats, cfg.max_drop_rate)
-    if len(cleaned) < MIN_ROWS:
+    if stats.rows_kept < MIN_ROWS:
         raise DataError(
-            f"only {len(cleaned)} of {stats.rows_in} rows left after cleaning "
+            f"only {stats.rows_kept} of {stats.rows_in} rows left after cleaning "
             f"(dropped: {stats.dropped}); at least {MIN_ROWS} are needed to train"
         )
-    path = write_parquet(cleaned, run.path("clean.parquet"))
-    return CleanedData(path=path, dataset=data.dataset, stats=stats)
+    return writer.commit()

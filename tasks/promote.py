@@ -13,7 +13,7 @@ from mlpipe.data.split import held_out
 from mlpipe.errors import RegistryError, SmokeTestError, TrackingError
 from mlpipe.handoff import Evaluation, Evidence, Registration, RunContext, Splits
 from mlpipe.io import tracking
-from mlpipe.io.tables import read_parquet, write_parquet
+from mlpipe.io.tables import iter_partitions, read_parquet, write_parquet
 from mlpipe.learn.promotion import ChampionEvidence, PromotionDecision, decide
 from mlpipe.orchestration import publish_markdown
 from mlpipe.registry import champion_outputs, incompatibility, resolve, split_spec
@@ -31,9 +31,9 @@ DECISION, PROMOTING = tracking.DECISION_TAG, tracking.PROMOTING
 @task(name="smoke-test")
 def smoke_test(registration: Registration, splits: Splits, run: RunContext) -> str:
     """Load the version by its ``models:/`` URI in a fresh process and score sample rows."""
-    test = read_parquet(splits.test)
+    first = next(iter_partitions(splits.test))
     rows = pd.concat(
-        [read_parquet(registration.input_example), test[splits.dataset.features].head(SMOKE_ROWS)],
+        [read_parquet(registration.input_example), first[splits.dataset.features].head(SMOKE_ROWS)],
         ignore_index=True,
     )
     path = write_parquet(rows, run.path("smoke_rows.parquet"))

@@ -8,10 +8,10 @@ import logging
 from prefect import task
 
 from mlpipe.config import SplitConfig
-from mlpipe.data.split import class_labels, split_frame, split_spec
+from mlpipe.data.split import SplitTally, buckets, split_partition, split_spec
 from mlpipe.handoff import CleanedData, RunContext, Splits
 from mlpipe.io import tracking
-from mlpipe.io.tables import read_parquet, write_parquet
+from mlpipe.io.tables import BucketWriter, PartitionWriter, iter_partitions, partition_files
 from mlpipe.registry import SPLIT_TAG
 
 log = logging.getLogger("mlpipe.split")
@@ -19,22 +19,39 @@ log = logging.getLogger("mlpipe.split")
 
 @task(name="split")
 def split_data(data: CleanedData, cfg: SplitConfig, run: RunContext) -> Splits:
-    """Split ``clean.parquet`` into ``train``/``val``/``test`` Parquet files."""
-    frame = read_parquet(data.path)
+    """Split the cleaned rows, partition by partition, into ``train/``, ``val/``, ``test/``.
+
+    Training rows are scattered over as many partitions as the cleaned data has, by their
+    hash, so the trainer's partitions are uniform samples whatever the source's order.
+    """
     schema = data.dataset
     classify = schema.task != "regression"
     spec = split_spec(cfg, schema)
-    train, val, test = split_frame(frame, spec, schema.target, classify)
+    tally = SplitTally()
+    # As many training partitions as cleaned ones, each a uniform sample of the rows.
+    n = len(partition_files(data.path))
+    with (
+        BucketWriter(run.path("train"), n) as train_rows,
+        PartitionWriter(run.path("val")) as val_rows,
+        PartitionWriter(run.path("test")) as test_rows,
+    ):
+        for part in iter_partitions(data.path):
+            parts = split_partition(part, spec)
+            tally.add(parts, schema.target, classify)
+            train_rows.write(parts[0], buckets(parts[0], spec, n))
+            val_rows.write(parts[1])
+            test_rows.write(parts[2])
+        tally.check(spec)
+        train, val, test = train_rows.commit(), val_rows.commit(), test_rows.commit()
+    rows = tally.rows
     tracking.log_metrics(
-        run.run_id, {"rows_train": len(train), "rows_val": len(val), "rows_test": len(test)}
+        run.run_id,
+        {"rows_train": rows["train"], "rows_val": rows["validation"], "rows_test": rows["test"]},
     )
     tracking.set_tags(run.run_id, {SPLIT_TAG: json.dumps(spec.model_dump(mode="json"))})
-    log.info("split: %d train, %d validation, %d test", len(train), len(val), len(test))
+    log.info(
+        "split: %d train, %d validation, %d test", rows["train"], rows["validation"], rows["test"]
+    )
     return Splits(
-        train=write_parquet(train, run.path("train.parquet")),
-        val=write_parquet(val, run.path("val.parquet")),
-        test=write_parquet(test, run.path("test.parquet")),
-        dataset=schema,
-        spec=spec,
-        classes=class_labels(frame[schema.target]) if classify else None,
+        train=train, val=val, test=test, dataset=schema, spec=spec, classes=tally.classes()
     )

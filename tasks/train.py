@@ -10,8 +10,7 @@ from prefect import task
 from mlpipe.config import TrainConfig
 from mlpipe.handoff import Features, RunContext, Splits, TrainedModels
 from mlpipe.io import tracking
-from mlpipe.io.tables import read_matrix, read_parquet
-from mlpipe.learn.train import EpochCallback, fit
+from mlpipe.learn.train import EpochCallback, Rows, fit_rows
 
 log = logging.getLogger("mlpipe.train")
 
@@ -47,16 +46,15 @@ def train_models(
         cfg.patience,
         cfg.baseline,
     )
-    fitted = fit(
-        read_parquet(splits.train),
-        read_parquet(splits.val),
+    fitted = fit_rows(
+        Rows.on_disk(features.train),
+        Rows.on_disk(features.val),
+        joblib.load(features.preprocessor),
         splits.dataset,
         splits.classes,
         cfg,
-        joblib.load(features.preprocessor),
         seed,
         _progress(run, cfg.max_epochs),
-        transformed=(read_matrix(features.train), read_matrix(features.val)),
     )
     folder = run.path("predictor")
     fitted.predictor.save(folder)
@@ -69,6 +67,7 @@ def train_models(
             "epochs_run": len(fitted.history),
             "train_seconds": fitted.seconds,
             "batch_size": fitted.batch_size,
+            "baseline_rows": fitted.baseline_rows,
         },
     )
     log.info(

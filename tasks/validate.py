@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from prefect import task
 
 from mlpipe.config import ValidationConfig
-from mlpipe.errors import DataValidationError
+from mlpipe.errors import ConfigError, DataValidationError
 from mlpipe.handoff import LoadedData, RunContext, ValidatedData
 from mlpipe.io import tracking
-from mlpipe.io.tables import read_parquet, write_parquet, write_text
+from mlpipe.io.tables import PartitionWriter, iter_partitions, partition_files, write_text
 from mlpipe.orchestration import publish_markdown
-from mlpipe.quality.gate import apply_gate, failure_message, run_checks
+from mlpipe.quality.fastcheck import repeated_values
+from mlpipe.quality.gate import PartitionGate, failure_message, whole_table_only
 from mlpipe.quality.suites import training_suite, without_unvalidated
 from mlpipe.registry import SUITE_ARTIFACT
 from mlpipe.reports.validation import render_html, render_markdown
@@ -25,18 +27,31 @@ log = logging.getLogger("mlpipe.validate")
 def validate_data(
     data: LoadedData, cfg: ValidationConfig, run: RunContext, suite_path: str | None
 ) -> ValidatedData:
-    """Run the gate; store the suite, the report and the quarantine; raise on a failed gate."""
-    frame = read_parquet(data.path)
+    """Run the gate partition by partition; store the suite, report and quarantine.
+
+    Passing rows go to ``validated/``, quarantined ones (with their reasons) to
+    ``quarantine/``; every verdict is judged on the whole table. Raises on a failed gate.
+    """
     suite = training_suite(data.dataset, suite_path)
     stored = write_text(json.dumps(suite, indent=2, default=str), run.path("suite.json"))
     tracking.log_artifact(run.run_id, stored, SUITE_ARTIFACT.rsplit("/", 1)[0])
     schema = without_unvalidated(data.dataset, suite)
-    report = run_checks(frame, suite, cfg.engine)
-    passing, quarantined, outcome = apply_gate(frame, report, cfg.max_quarantine_rate)
-    quarantine_path = None
-    if len(quarantined):
-        quarantine_path = write_parquet(quarantined, run.path("quarantine.parquet"))
-        tracking.log_artifact(run.run_id, quarantine_path, "validation")
+    gate = PartitionGate(suite, cfg.engine, cfg.max_quarantine_rate, _repeated(data.path, suite))
+    with (
+        PartitionWriter(run.path("validated")) as passing,
+        PartitionWriter(run.path("quarantine")) as quarantine,
+    ):
+        for part in iter_partitions(data.path):
+            kept, flagged = gate.add(part)
+            passing.write(kept)
+            quarantine.write(flagged)
+        report = gate.report()
+        outcome = gate.outcome(report)
+        quarantine_path = quarantine.commit() if quarantine.rows else None
+        path = passing.commit() if outcome.passed else None
+    if quarantine_path is not None:
+        # A folder of partitions, under the name reviewers know (pandas reads it whole).
+        tracking.log_artifact(run.run_id, quarantine_path, "validation/quarantine.parquet")
     markdown = render_markdown(report, outcome)
     tracking.log_dict(run.run_id, report.model_dump(mode="json"), "validation/result.json")
     tracking.log_text(run.run_id, markdown, "validation/summary.md")
@@ -67,7 +82,32 @@ def validate_data(
         outcome.rows_quarantined,
         100 * outcome.quarantine_rate,
     )
-    path = write_parquet(passing, run.path("validated.parquet"))
+    assert path is not None  # the gate passed
     return ValidatedData(
         path=path, dataset=schema, gate=outcome, suite_path=stored, quarantine_path=quarantine_path
     )
+
+
+def _repeated(path: str, suite: dict[str, Any]) -> dict[str, Any] | None:
+    """For a table of several partitions: values repeated anywhere, per unique-checked column.
+
+    Raises:
+        ConfigError: The suite holds expectations only a whole table can answer.
+    """
+    if len(partition_files(path)) < 2:
+        return None
+    whole = whole_table_only(suite)
+    if whole:
+        raise ConfigError(
+            f"expectations {', '.join(whole)} need the whole table at once, and this one is "
+            "read in partitions: remove them from the suite, or raise dataset.partition_rows "
+            "above the table's rows"
+        )
+    columns = sorted(
+        {
+            str(e["kwargs"]["column"])
+            for e in suite["expectations"]
+            if e["type"] == "expect_column_values_to_be_unique"
+        }
+    )
+    return repeated_values(iter_partitions(path, columns), columns) if columns else None

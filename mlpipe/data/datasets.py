@@ -156,10 +156,13 @@ def load_source(spec: DatasetSpec) -> pd.DataFrame:
     return read_table(source, spec.encoding)
 
 
-def iter_source(spec: DatasetSpec, rows: int) -> Iterator[pd.DataFrame]:
+def iter_source(
+    spec: DatasetSpec, rows: int, text: list[str] | None = None
+) -> Iterator[pd.DataFrame]:
     """The source a dataset spec names, in blocks of at most ``rows`` rows.
 
-    A built-in dataset is one block; a file, directory or glob is read in blocks.
+    A built-in dataset is one block; a file, directory or glob is read in blocks (``text``:
+    CSV columns read as text in every block).
 
     Raises:
         DataError: Unknown built-in name, or an unreadable source.
@@ -167,4 +170,4 @@ def iter_source(spec: DatasetSpec, rows: int) -> Iterator[pd.DataFrame]:
     if is_builtin(spec.source):
         yield BUILTINS[spec.source].loader()
         return
-    yield from iter_table(_source_path(spec), rows, spec.encoding)
+    yield from iter_table(_source_path(spec), rows, spec.encoding, text)

@@ -6,6 +6,9 @@ same fitted object can be mapped over partitions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
@@ -20,6 +23,8 @@ from mlpipe.serving.schema import Schema
 # float32 (the network's input type) holds about +/-3.4e38; larger values are a units or
 # parsing bug, and near that limit a scaler's sum of squares overflows already.
 MAX_MAGNITUDE = 1e38
+# What a missing category is imputed as (a level of its own).
+MISSING_CATEGORY = "__missing__"
 
 
 def build_preprocessor(schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
@@ -48,7 +53,7 @@ def build_preprocessor(schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
         encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
     categorical = Pipeline(
         [
-            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+            ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
             ("encode", encoder),
         ]
     )
@@ -87,13 +92,248 @@ def check_magnitudes(frame: pd.DataFrame, schema: Schema) -> None:
         raise DataError(problem)
 
 
+# A column's median is exact while its training values number at most this (kept as an
+# array); beyond, a KLL sketch (rank error about 0.2% at k=2000) keeps memory bounded.
+EXACT_MEDIAN_VALUES = 1_000_000
+SKETCH_K = 2000
+
+
+class _Median:
+    """A mergeable median: exact values up to :data:`EXACT_MEDIAN_VALUES`, then a KLL sketch."""
+
+    def __init__(self) -> None:
+        self.values: list[np.ndarray] = []
+        self.count = 0
+        self.sketch: Any = None
+
+    def add(self, values: np.ndarray) -> None:
+        if self.sketch is None and self.count + len(values) <= EXACT_MEDIAN_VALUES:
+            self.values.append(values)
+            self.count += len(values)
+            return
+        if self.sketch is None:
+            from datasketches import kll_doubles_sketch
+
+            self.sketch = kll_doubles_sketch(SKETCH_K)
+            for kept in self.values:
+                self.sketch.update(kept)
+            self.values = []
+        self.sketch.update(values)
+        self.count += len(values)
+
+    def merge(self, other: _Median) -> None:
+        if other.sketch is None:
+            for values in other.values:
+                self.add(values)
+            return
+        if self.sketch is None:
+            mine, self.values, self.count = self.values, [], 0
+            self.sketch, self.count = other.sketch, other.count
+            for values in mine:
+                self.add(values)
+            return
+        self.sketch.merge(other.sketch)
+        self.count += other.count
+
+    def value(self) -> float:
+        if self.sketch is not None:
+            return float(self.sketch.get_quantile(0.5))
+        return float(np.median(np.concatenate(self.values))) if self.count else 0.0
+
+
+@dataclass
+class _Moments:
+    """Count, mean and sum of squared deviations (Chan's parallel merge), min and max."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    low: float = np.inf
+    high: float = -np.inf
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> _Moments:
+        if not len(values):
+            return cls()
+        mean = float(values.mean())
+        return cls(
+            len(values),
+            mean,
+            float(((values - mean) ** 2).sum()),
+            float(values.min()),
+            float(values.max()),
+        )
+
+    def merge(self, other: _Moments) -> _Moments:
+        if not other.n:
+            return self
+        if not self.n:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        return _Moments(
+            n,
+            self.mean + delta * other.n / n,
+            self.m2 + other.m2 + delta**2 * self.n * other.n / n,
+            min(self.low, other.low),
+            max(self.high, other.high),
+        )
+
+    def with_filled(self, missing: int, value: float) -> _Moments:
+        """The moments once ``missing`` values are imputed with ``value``."""
+        return self.merge(_Moments(missing, value, 0.0, value, value)) if missing else self
+
+
+@dataclass
+class FeatureStats:
+    """What fitting the preprocessor needs from the training rows, mergeable (``a.merge(b)``).
+
+    Per numeric column its moments and median; per categorical column the rows of each value
+    (missing ones under the imputer's ``__missing__``).
+    """
+
+    rows: int = 0
+    moments: dict[str, _Moments] = field(default_factory=dict)
+    medians: dict[str, _Median] = field(default_factory=dict)
+    counts: dict[str, pd.Series] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, schema: Schema, median: bool = True) -> FeatureStats:
+        """Summarise one partition of cleaned training rows."""
+        stats = cls(rows=len(frame))
+        for col in schema.numeric:
+            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
+            present = values[~np.isnan(values)]
+            stats.moments[col] = _Moments.of(present)
+            if median:
+                stats.medians[col] = _Median()
+                stats.medians[col].add(present)
+        for col in schema.categorical:
+            stats.counts[col] = frame[col].fillna(MISSING_CATEGORY).value_counts(sort=False)
+        return stats
+
+    def merge(self, other: FeatureStats) -> FeatureStats:
+        """This partition's statistics followed by ``other``'s (``self`` is updated)."""
+        self.rows += other.rows
+        for col, m in other.moments.items():
+            self.moments[col] = self.moments[col].merge(m) if col in self.moments else m
+        for col, med in other.medians.items():
+            if col in self.medians:
+                self.medians[col].merge(med)
+            else:
+                self.medians[col] = med
+        for col, c in other.counts.items():
+            mine = self.counts.get(col)
+            self.counts[col] = c if mine is None else mine.add(c, fill_value=0).astype("int64")
+        return self
+
+    def magnitudes(self) -> pd.Series:
+        """Largest absolute value of each numeric column."""
+        return pd.Series(
+            {c: max(abs(m.low), abs(m.high)) if m.n else 0.0 for c, m in self.moments.items()},
+            dtype="float64",
+        )
+
+
+def _nonzero(scale: np.ndarray) -> np.ndarray:
+    """Scales of (near) constant columns as 1, as scikit-learn's scalers set them."""
+    return np.where(scale < 10 * np.finfo(np.float64).eps, 1.0, scale)
+
+
+def _stand_in(stats: FeatureStats, schema: Schema, cfg: FeatureConfig) -> pd.DataFrame:
+    """A small frame on which fitting gives the categories and infrequent levels of the data.
+
+    One-hot's ``max_categories`` keeps the most frequent levels (ties broken by the sorted
+    level order, as scikit-learn's stable sort does): here each kept level appears twice and
+    every other level once, which makes scikit-learn choose the same levels. Numeric columns
+    are placeholders whose fitted statistics are replaced from the exact ones.
+    """
+    columns: dict[str, list[Any]] = {}
+    fillers: dict[str, Any] = {}
+    for col in schema.categorical:
+        counts = stats.counts[col]
+        levels = sorted(counts.index, key=str) if len(counts) else [MISSING_CATEGORY]
+        counts = counts.reindex(levels).fillna(0).to_numpy()
+        keep = len(levels)
+        onehot = cfg.categorical_encoding == "onehot" and cfg.max_categories is not None
+        if onehot and cfg.max_categories is not None and cfg.max_categories <= len(levels):
+            keep = cfg.max_categories - 1
+        order = np.argsort(counts, kind="mergesort")
+        frequent = [levels[i] for i in order[len(levels) - keep :]] if keep else []
+        column = [v for v in levels for _ in range(2 if v in frequent else 1)]
+        # Padding repeats a kept level (more rows of it change nothing), else any level.
+        fillers[col] = frequent[-1] if frequent else levels[0]
+        columns[col] = column
+    length = max([2, *(len(v) for v in columns.values())])
+    for col, values in columns.items():
+        values.extend([fillers[col]] * (length - len(values)))
+        columns[col] = [np.nan if v == MISSING_CATEGORY else v for v in values]
+    frame = pd.DataFrame(
+        {c: [0.0, 1.0] * (length // 2) + [0.0] * (length % 2) for c in schema.numeric}
+    )
+    for col, values in columns.items():
+        frame[col] = pd.Series(values, dtype="object")
+    return frame[schema.features]
+
+
+def preprocessor_from(stats: FeatureStats, schema: Schema, cfg: FeatureConfig) -> ColumnTransformer:
+    """The fitted preprocessor of :func:`build_preprocessor`, from merged statistics.
+
+    Equal to fitting it on the rows the statistics summarise: numeric imputation values
+    (mean, or the median: exact up to :data:`EXACT_MEDIAN_VALUES` values), the scalers'
+    statistics of the imputed columns, and the categories (and infrequent levels) of each
+    categorical column.
+
+    Raises:
+        DataError: A numeric feature holds values too large to learn from.
+    """
+    problem = magnitude_problem(stats.magnitudes())
+    if problem is not None:
+        raise DataError(problem)
+    preprocessor = build_preprocessor(schema, cfg)
+    preprocessor.fit(_stand_in(stats, schema, cfg))
+    if not schema.numeric:
+        return preprocessor
+    steps = preprocessor.named_transformers_["num"].named_steps
+    filled: list[_Moments] = []
+    fills = []
+    for col in schema.numeric:
+        m = stats.moments[col]
+        if not m.n:
+            fill = 0.0  # keep_empty_features: an all-missing column becomes zeros
+        elif cfg.numeric_impute == "mean":
+            fill = m.mean
+        else:
+            fill = stats.medians[col].value()
+        fills.append(fill)
+        filled.append(m.with_filled(stats.rows - m.n, fill))
+    steps["impute"].statistics_ = np.array(fills, dtype=np.float64)
+    scaler = steps.get("scale")
+    rows = np.array([f.n for f in filled], dtype=np.int64)
+    if isinstance(scaler, StandardScaler):
+        var = np.array([f.m2 / f.n if f.n else 0.0 for f in filled])
+        scaler.mean_ = np.array([f.mean for f in filled])
+        scaler.var_ = var
+        scaler.scale_ = _nonzero(np.sqrt(var))
+        scaler.n_samples_seen_ = rows
+    elif isinstance(scaler, MinMaxScaler):
+        low = np.array([f.low if f.n else 0.0 for f in filled])
+        high = np.array([f.high if f.n else 0.0 for f in filled])
+        lo, hi = scaler.feature_range
+        scaler.data_min_, scaler.data_max_ = low, high
+        scaler.data_range_ = high - low
+        scaler.scale_ = (hi - lo) / _nonzero(high - low)
+        scaler.min_ = lo - low * scaler.scale_
+        scaler.n_samples_seen_ = rows
+    return preprocessor
+
+
 def fit_features(
     train: pd.DataFrame, schema: Schema, cfg: FeatureConfig
 ) -> tuple[ColumnTransformer, np.ndarray]:
     """Fit the preprocessor on the training rows only; also return their float32 features.
 
-    Fitting computes the transformed rows anyway (scikit-learn's ``fit`` is a
-    ``fit_transform``), so returning them saves transforming the training rows again.
+    The whole-table case of :func:`preprocessor_from` (one partition's statistics).
 
     Args:
         train: Cleaned training rows.
@@ -106,11 +346,11 @@ def fit_features(
     Raises:
         DataError: A numeric feature holds values too large to learn from.
     """
-    check_magnitudes(train, schema)
-    preprocessor = build_preprocessor(schema, cfg)
+    median = cfg.numeric_impute == "median"
+    preprocessor = preprocessor_from(FeatureStats.of(train, schema, median), schema, cfg)
     # Plain arrays between steps: pandas output would build string columns for nothing and
     # refuses one-hot names that collide (column "a" value "b_c", column "a_b" value "c").
-    out = preprocessor.fit_transform(train[schema.features])
+    out = preprocessor.transform(train[schema.features])
     return preprocessor, np.asarray(out, dtype=np.float32)
 
 

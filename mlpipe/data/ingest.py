@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.config import DatasetSpec
-from mlpipe.data.datasets import iter_source
+from mlpipe.data.datasets import is_builtin, iter_source
 from mlpipe.errors import DataError
 from mlpipe.io.tables import PartitionWriter
 from mlpipe.serving.schema import to_numbers
@@ -89,6 +89,7 @@ class Profile:
         counts = None
         if target is not None and target in frame.columns:
             counts = frame[target].value_counts(dropna=True, sort=False)
+            counts = counts[counts > 0]  # a category column lists its unused levels too
             if len(counts) > MAX_TRACKED_LABELS:
                 counts = None
         numeric = [
@@ -123,7 +124,8 @@ class Profile:
         abs_max = dict(self.abs_max)
         for col, value in later.abs_max.items():
             # NaN (an all-missing block) never wins a max.
-            abs_max[col] = float(np.nanmax([abs_max.get(col, np.nan), value]))
+            known = [v for v in (abs_max.get(col, np.nan), value) if not np.isnan(v)]
+            abs_max[col] = max(known) if known else np.nan
         return Profile(
             rows=self.rows + later.rows,
             columns=self.columns,
@@ -236,10 +238,30 @@ def ingest(spec: DatasetSpec, out: str | Path, target: str | None, rows: int) ->
     Raises:
         DataError: The source is unreadable, empty or has no columns.
     """
+    done = _ingest(spec, out, target, rows, None)
+    if isinstance(done, list):
+        # Some blocks read a column as numbers (or flags) and others as text: read it as text
+        # throughout, as a whole-file read does, instead of converting the numbers to text.
+        log.info("reading %s as text in every block (mixed types)", ", ".join(done))
+        done = _ingest(spec, out, target, rows, done)
+    assert isinstance(done, Ingested)
+    return done
+
+
+def _ingest(
+    spec: DatasetSpec, out: str | Path, target: str | None, rows: int, text: list[str] | None
+) -> Ingested | list[str]:
+    """One pass; the CSV columns to read as text instead, if it found any (nothing kept)."""
+    import shutil
+
+    from mlpipe.io.tables import CSV_SUFFIXES, is_dataset
+
+    csv = not is_builtin(spec.source) and not is_dataset(spec.source)
+    csv = csv and Path(spec.source).suffix.lower() in CSV_SUFFIXES
     profile: Profile | None = None
     started, report = time.monotonic(), 10 * rows
     with PartitionWriter(out, rows) as writer:
-        for block in iter_source(spec, rows):
+        for block in iter_source(spec, rows, text):
             if block.shape[1] == 0:
                 raise DataError(f"data file has no columns: {spec.source}")
             part = Profile.of(block, target, start=profile.rows if profile else 0)
@@ -251,4 +273,7 @@ def ingest(spec: DatasetSpec, out: str | Path, target: str | None, rows: int) ->
         if profile is None or profile.rows == 0:
             raise DataError(f"data file has a header but no rows: {spec.source}")
         path = writer.commit()
+    if csv and writer.as_text and text is None:
+        shutil.rmtree(path, ignore_errors=True)
+        return writer.as_text
     return Ingested(path=path, rows=profile.rows, digest=writer.digest.hexdigest(), profile=profile)

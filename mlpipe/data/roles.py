@@ -26,7 +26,7 @@ from mlpipe.data.ingest import (
     profile_frame,
 )
 from mlpipe.errors import ConfigError, DataError
-from mlpipe.serving.schema import Schema, TaskType, to_numbers
+from mlpipe.serving.schema import Schema, TaskType, to_jsonable, to_numbers
 
 # A text column whose values parse as numbers this often is a numeric column with typos.
 NUMERIC_PARSE_SHARE = 0.95
@@ -391,7 +391,7 @@ def resolve_profiled(profile: Profile, spec: DatasetSpec, identify: Identify) ->
         present = int(counts.sum()) if counts is not None else profile.rows
         if counts is not None and len(counts) < 2:
             raise DataError(
-                f"target column '{target}' has a single class ({counts.index[0]!r}): "
+                f"target column '{target}' has a single class ({to_jsonable(counts.index[0])!r}): "
                 "nothing to learn"
             )
         if n_classes is None or n_classes > max(100, present // 2):

@@ -10,6 +10,8 @@ challenger only on rows neither of them trained on.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,10 +59,83 @@ def held_out(frame: pd.DataFrame, spec: SplitSpec) -> np.ndarray:
     return positions(frame, spec) < spec.test_size
 
 
+def split_partition(
+    frame: pd.DataFrame, spec: SplitSpec
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Split one partition's rows into train/validation/test by their hash (fresh indexes)."""
+    u = positions(frame, spec)
+    test_mask = u < spec.test_size
+    val_mask = ~test_mask & (u < spec.test_size + spec.val_size)
+    train_mask = ~test_mask & ~val_mask
+    return tuple(frame.loc[m].reset_index(drop=True) for m in (train_mask, val_mask, test_mask))
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def buckets(train: pd.DataFrame, spec: SplitSpec, n: int) -> np.ndarray:
+    """Each training row's bucket in ``0 .. n - 1``, uniform and independent of the row order.
+
+    Training rows hold the hash positions above ``test_size + val_size``; rescaled, the same
+    hash spreads them evenly over ``n`` partitions, so each partition is a uniform sample of
+    the training rows even when the source was sorted (by the target, say).
+    """
+    if n <= 1:
+        return np.zeros(len(train), dtype=np.int64)
+    low = spec.test_size + spec.val_size
+    scaled = (positions(train, spec) - low) / (1.0 - low)
+    return np.clip((scaled * n).astype(np.int64), 0, n - 1)
+
+
+@dataclass
+class SplitTally:
+    """What the split's checks need, summed over partitions: rows and labels per split."""
+
+    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    labels: pd.Series | None = None  # rows per label, all splits
+    trained: set[Any] = field(default_factory=set)  # labels with training rows
+
+    def add(self, parts: tuple[pd.DataFrame, ...], target: str, classify: bool) -> None:
+        """Count one partition's three splits."""
+        for name, part in zip(SPLITS, parts, strict=True):
+            self.rows[name] += len(part)
+        if classify:
+            counts = pd.concat([p[target] for p in parts]).value_counts()
+            self.labels = counts if self.labels is None else self.labels.add(counts, fill_value=0)
+            self.trained.update(parts[0][target].unique())
+
+    def check(self, spec: SplitSpec) -> None:
+        """Refuse an empty split, or a class with no training rows.
+
+        Raises:
+            DataError: Naming the split or the classes.
+        """
+        total = sum(self.rows.values())
+        for name, rows in self.rows.items():
+            if not rows:
+                raise DataError(
+                    f"{total} rows are too few for a train/validation/test split: the "
+                    f"{name} split got no rows (test_size={spec.test_size}, "
+                    f"val_size={spec.val_size})"
+                )
+        if self.labels is not None:
+            absent = [c for c in self.labels.index if c not in self.trained]
+            if absent:
+                shown = ", ".join(f"{c!r} ({int(self.labels[c])} rows)" for c in absent[:5])
+                raise DataError(
+                    f"class(es) {shown} got no training rows: too few rows of them to learn "
+                    "from; add rows or remove that class"
+                )
+
+    def classes(self) -> list[int | float | str] | None:
+        """The labels seen, sorted (:func:`class_labels`); ``None`` for a regression."""
+        return None if self.labels is None else class_labels(pd.Series(self.labels.index))
+
+
 def split_frame(
     frame: pd.DataFrame, spec: SplitSpec, target: str, classify: bool
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Split rows into train/validation/test by their hash.
+    """Split a whole frame (one partition) into train/validation/test by their hash.
 
     Args:
         frame: Cleaned rows.
@@ -74,32 +149,11 @@ def split_frame(
     Raises:
         DataError: A split is empty, or a class has no training rows.
     """
-    u = positions(frame, spec)
-    test_mask = u < spec.test_size
-    val_mask = ~test_mask & (u < spec.test_size + spec.val_size)
-    train_mask = ~test_mask & ~val_mask
-    parts = {"train": train_mask, "validation": val_mask, "test": test_mask}
-    for name, mask in parts.items():
-        if not mask.any():
-            raise DataError(
-                f"{len(frame)} rows are too few for a train/validation/test split: the "
-                f"{name} split got no rows (test_size={spec.test_size}, "
-                f"val_size={spec.val_size})"
-            )
-    if classify:
-        in_train = set(frame.loc[train_mask, target].unique())
-        absent = [c for c in frame[target].unique() if c not in in_train]
-        if absent:
-            counts = frame[target].value_counts()
-            shown = ", ".join(f"{c!r} ({counts[c]} rows)" for c in absent[:5])
-            raise DataError(
-                f"class(es) {shown} got no training rows: too few rows of them to learn "
-                "from; add rows or remove that class"
-            )
-    train, val, test = (
-        frame.loc[m].reset_index(drop=True) for m in (train_mask, val_mask, test_mask)
-    )
-    return train, val, test
+    parts = split_partition(frame, spec)
+    tally = SplitTally()
+    tally.add(parts, target, classify)
+    tally.check(spec)
+    return parts
 
 
 def class_labels(target: pd.Series) -> list[int | float | str]:

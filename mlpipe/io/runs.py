@@ -14,7 +14,7 @@ from mlpipe.config import Config, flatten
 from mlpipe.data.datasets import dataset_name, model_name
 from mlpipe.handoff import RunContext
 from mlpipe.io import tracking
-from mlpipe.io.processes import running
+from mlpipe.io.processes import owner, owner_alive
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,6 +76,7 @@ def remove_run_dirs(runs_dir: str, run_ids: list[str]) -> list[str]:
 
 
 STAGING_PREFIX = ".staging-"
+OWNER_FILE = "OWNER"
 
 
 @contextlib.contextmanager
@@ -83,24 +84,32 @@ def staging(runs_dir: str) -> Iterator[Path]:
     """A fresh folder under ``runs_dir`` for data checked before a run starts.
 
     The run adopts what it needs by renaming it into its run directory (same file system, so
-    no copy); the folder and whatever is left in it are removed on exit, and so is
-    ``runs_dir`` when this made it and it is left empty (a refused input leaves nothing).
-    Folders of staging processes that no longer run (killed) are removed first.
+    no copy); the folder and whatever is left in it are removed on exit, and so are
+    ``runs_dir`` and the parents this made, when left empty (a refused input leaves nothing).
+    Folders of staging processes that no longer run (killed) are removed first: each names its
+    process by host, id and start time, so a process of another host or container, or a
+    reused process id, is never mistaken for it.
     """
     import uuid
 
     base = Path(runs_dir)
-    created = not base.exists()
-    for stale in base.glob(f"{STAGING_PREFIX}*") if not created else ():
-        pid = stale.name.removeprefix(STAGING_PREFIX).split("-")[0]
-        if pid.isdigit() and not running(int(pid)):
+    made = [p for p in (base, *base.parents) if not p.exists()]
+    for stale in base.glob(f"{STAGING_PREFIX}*") if base.exists() else ():
+        try:
+            identity = (stale / OWNER_FILE).read_text(encoding="utf-8").strip()
+        except OSError:
+            continue  # being created, or not ours
+        if owner_alive(identity) is False:
             shutil.rmtree(stale, ignore_errors=True)
     folder = base / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
     try:
+        (folder / OWNER_FILE).write_text(owner(), encoding="utf-8")
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-        if created:
-            with contextlib.suppress(OSError):
-                base.rmdir()  # only if empty
+        for created in made:  # innermost first; stops at the first one not empty
+            try:
+                created.rmdir()
+            except OSError:
+                break

@@ -227,7 +227,12 @@ def _comma_numbers(frame: pd.DataFrame, comma_file: bool) -> dict[str, str]:
     return found
 
 
-def normalise(frame: pd.DataFrame, p: Path, delimiter: str | None = None) -> pd.DataFrame:
+def normalise(
+    frame: pd.DataFrame,
+    p: Path,
+    delimiter: str | None = None,
+    decided: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """Column names as stripped strings, repeated headers refused, decimal commas parsed.
 
     Args:
@@ -237,6 +242,9 @@ def normalise(frame: pd.DataFrame, p: Path, delimiter: str | None = None) -> pd.
             comma can only be a decimal mark ("1,5") or a thousands separator
             ("5,125.70"); when every one could be either ("1,500"), a semicolon file means
             a decimal comma and a comma-separated file is refused.
+        decided: Chunks of one file: how earlier chunks read each column (updated), so that
+            every chunk reads a column the same way, and a column written one way in some
+            chunks and the other way in others is refused.
 
     Returns:
         A new frame.
@@ -267,6 +275,9 @@ def normalise(frame: pd.DataFrame, p: Path, delimiter: str | None = None) -> pd.
                 f"{int(where) + 1}): files concatenated with their headers? remove those rows"
             )
     comma = _comma_numbers(out, comma_file=delimiter in (None, ","))
+    fresh = set(comma)
+    if decided is not None:
+        comma, fresh = _consistent(out, comma, decided, p)
     ambiguous = [c for c, kind in comma.items() if kind == "ambiguous"]
     if ambiguous:
         example = next(v for v in out[ambiguous[0]].dropna() if "," in str(v))
@@ -283,14 +294,47 @@ def normalise(frame: pd.DataFrame, p: Path, delimiter: str | None = None) -> pd.
             text = text.str.replace(",", "", regex=False)
         out[col] = pd.to_numeric(text.where(out[col].notna()), errors="coerce")
     for kind in ("decimal", "thousands"):
-        columns = [c for c, k in comma.items() if k == kind]
+        columns = [c for c, k in comma.items() if k == kind and c in fresh]
         if columns:
             what = "decimal commas" if kind == "decimal" else "thousands separators"
             log.warning("%s: read numbers with %s in %s", p, what, ", ".join(columns))
     return out
 
 
-def _flatten_nested(table: Any, p: Path) -> Any:
+def _consistent(
+    frame: pd.DataFrame, comma: dict[str, str], decided: dict[str, str], p: Path
+) -> tuple[dict[str, str], set[str]]:
+    """This chunk's comma readings made consistent with earlier chunks'; the new ones.
+
+    Raises:
+        DataError: A column uses a decimal point in some chunks and decimal commas (where a
+            point groups thousands) in others.
+    """
+    for col in frame.columns:
+        series = frame[col]
+        if col not in comma and pd.api.types.is_float_dtype(series):
+            values = series.dropna().to_numpy()
+            if len(values) and not np.all(values == np.round(values)):
+                comma[col] = "point"  # "4.56": a decimal point, read by pandas
+    fresh = set()
+    for col, kind in list(comma.items()):
+        before = decided.get(col)
+        if before is None:
+            decided[col] = kind
+            fresh.add(col)
+        elif kind == "ambiguous" or kind == before:
+            comma[col] = before
+        elif "decimal" in (kind, before) and kind != before:
+            raise DataError(
+                f"{p}: column '{col}' is written with decimal commas in some rows and with "
+                "a decimal point in others: write it one way"
+            )
+        elif before == "ambiguous":
+            decided[col] = kind
+    return {c: k for c, k in comma.items() if k != "point"}, fresh
+
+
+def _flatten_nested(table: Any, p: Path, quiet: bool = False) -> Any:
     """Nested Parquet columns (lists, structs, maps) as JSON text: hashable, comparable, named."""
     import pyarrow as pa
 
@@ -302,17 +346,17 @@ def _flatten_nested(table: Any, p: Path) -> Any:
             for v in table.column(name).to_pylist()
         ]
         table = table.set_column(index, name, pa.array(values, type=pa.string()))
-    if nested:
+    if nested and not quiet:
         log.warning("%s: nested columns %s read as JSON text", p, ", ".join(nested))
     return table
 
 
-def _parquet_to_frame(table: Any, p: Path) -> pd.DataFrame:
+def _parquet_to_frame(table: Any, p: Path, quiet: bool = False) -> pd.DataFrame:
     names = table.column_names
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise DataError(f"duplicate column names in {p}: {', '.join(map(repr, dupes))}")
-    frame = _flatten_nested(table, p).to_pandas()
+    frame = _flatten_nested(table, p, quiet).to_pandas()
     if not isinstance(frame.index, pd.RangeIndex):
         frame = frame.reset_index()  # a stored index is data (often an id), not row order
     return frame
@@ -357,9 +401,43 @@ def _read_parquet_table(p: Path) -> Any:
 
 
 def is_dataset(path: str | Path) -> bool:
-    """Whether ``path`` names several Parquet files: a directory or a glob pattern."""
-    text = str(path)
-    return Path(text).is_dir() or any(ch in text for ch in "*?[")
+    """Whether ``path`` names several Parquet files: a directory, or a glob pattern.
+
+    A path that exists as a file is that file, even if its name holds ``[``, ``?`` or ``*``.
+    """
+    p = Path(str(path))
+    if p.is_file():
+        return False
+    return p.is_dir() or any(ch in str(path) for ch in "*?[")
+
+
+def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Whether path components match glob components (``**``: any number of folders)."""
+    import fnmatch
+
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_matches(parts[i:], pattern[1:]) for i in range(len(parts) + 1))
+    return (
+        bool(parts)
+        and fnmatch.fnmatchcase(parts[0], pattern[0])
+        and _matches(parts[1:], pattern[1:])
+    )
+
+
+def _walk(base: Path) -> list[Path]:
+    """Every file under ``base``, following folder links once each (no loops)."""
+    seen: set[str] = set()
+    found: list[Path] = []
+    for folder, dirs, names in os.walk(base, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        found.extend(Path(folder) / n for n in names)
+    return found
 
 
 def dataset_files(path: str | Path) -> tuple[Path, list[Path]]:
@@ -374,17 +452,31 @@ def dataset_files(path: str | Path) -> tuple[Path, list[Path]]:
     import glob
 
     text = str(path)
+    explicit = ""  # a glob naming hidden files on purpose ('_part*.parquet') keeps them
     if Path(text).is_dir():
         base = Path(text)
-        found = [p for p in base.rglob("*") if p.is_file()]
+        found = [p for p in _walk(base) if p.is_file()]
     else:
         base = Path(text.split("*")[0].split("?")[0].split("[")[0] or ".")
         base = base if base.is_dir() else base.parent
-        found = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
+        if "**" in text:
+            # glob.glob follows folder links into loops; walk once and match instead.
+            pattern = Path(text).relative_to(base).parts
+            found = [p for p in _walk(base) if _matches(p.relative_to(base).parts, pattern)]
+        else:
+            found = [Path(p) for p in glob.glob(text) if Path(p).is_file()]
+        explicit = Path(text).name[:1]
+    # A file reached twice (through a folder link) is read once.
+    unique: dict[str, Path] = {}
+    for p in sorted(found):
+        unique.setdefault(os.path.realpath(p), p)
     files = sorted(
         p
-        for p in found
-        if not any(part.startswith((".", "_")) for part in p.relative_to(base).parts)
+        for p in unique.values()
+        if not any(
+            part.startswith((".", "_")) and not (explicit and part.startswith(explicit))
+            for part in p.relative_to(base).parts
+        )
     )
     if not files:
         what = "directory" if Path(text).is_dir() else "files match"
@@ -407,26 +499,84 @@ def _iter_dataset(path: str | Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
     base, files = dataset_files(path)
     where = Path(str(path))
+    names = [str(f) for f in files]
+    options = {
+        "format": "parquet",
+        "partitioning": ds.HivePartitioning.discover(infer_dictionary=False),
+        "partition_base_dir": str(base),
+    }
     try:
-        dataset = ds.dataset(
-            [str(f) for f in files],
-            format="parquet",
-            partitioning=ds.HivePartitioning.discover(infer_dictionary=False),
-            partition_base_dir=str(base),
-        )
-        for batch in dataset.to_batches(batch_size=chunk_rows):
+        dataset = ds.dataset(names, **options)
+        schema = _unified_schema(dataset.schema, files)
+        dataset = ds.dataset(names, schema=schema, **options)
+        warned = False
+        for batch in dataset.to_batches(batch_size=chunk_rows, use_threads=False):
             if batch.num_rows:
-                yield normalise(_parquet_to_frame(pa.Table.from_batches([batch]), where), where)
+                table = pa.Table.from_batches([batch])
+                yield normalise(_parquet_to_frame(table, where, quiet=warned), where)
+                warned = True
     except (pa.ArrowException, OSError) as err:
         raise DataError(f"cannot read {path} as Parquet: {str(err).splitlines()[0]}") from None
 
 
-def iter_table(path: str | Path, chunk_rows: int, encoding: str = "auto") -> Iterator[pd.DataFrame]:
+def _unified_schema(first: Any, files: list[Path]) -> Any:
+    """One schema for Parquet files that differ: columns of any file, types widened.
+
+    A column missing from some files reads as missing there (with a warning); int and float
+    become float. Types that do not widen (numbers in one file, text in another) are refused
+    naming the column and two files.
+
+    Raises:
+        DataError: Two files give a column types that cannot be one.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schemas = [pq.read_schema(f) for f in files]
+
+    def unify(parts: list[Any]) -> Any:
+        return pa.unify_schemas(parts, promote_options="permissive")
+
+    try:
+        unified = unify([first, *schemas])
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        for name in dict.fromkeys(n for s in schemas for n in s.names):
+            seen = [
+                (f, s.field(name)) for f, s in zip(files, schemas, strict=True) if name in s.names
+            ]
+            for f, field in seen[1:]:
+                try:
+                    unify([pa.schema([seen[0][1]]), pa.schema([field])])
+                except (pa.ArrowTypeError, pa.ArrowInvalid):
+                    raise DataError(
+                        f"column '{name}' is {seen[0][1].type} in {seen[0][0].name} but "
+                        f"{field.type} in {f.name}: make the files agree on its type"
+                    ) from None
+        raise
+    in_files = {n for s in schemas for n in s.names}  # hive columns are in no file
+    absent = {n: sum(n not in s.names for s in schemas) for n in unified.names if n in in_files}
+    partial = {n: k for n, k in absent.items() if k}
+    if partial:
+        shown = ", ".join(f"{n} ({k} of {len(files)} files)" for n, k in sorted(partial.items()))
+        log.warning("columns missing from some files read as missing there: %s", shown)
+    return unified
+
+
+def iter_table(
+    path: str | Path, chunk_rows: int, encoding: str = "auto", text: list[str] | None = None
+) -> Iterator[pd.DataFrame]:
     """Yield a table in chunks of ``chunk_rows`` rows, never loading it whole.
 
     The table is a CSV or Parquet file, or a directory or glob of Parquet files (hive-style
     ``key=value`` folders become columns). Each chunk is normalised like :func:`read_table`
     does it.
+
+    Args:
+        path: The table.
+        chunk_rows: Rows per chunk.
+        encoding: Text encoding of a CSV file, or ``auto``.
+        text: CSV columns to read as text in every chunk (a column whose chunks would read
+            as different types, as a whole-file read sees it).
 
     Raises:
         DataError: As :func:`read_table`, possibly after earlier chunks were yielded.
@@ -441,19 +591,22 @@ def iter_table(path: str | Path, chunk_rows: int, encoding: str = "auto") -> Ite
     if table_format(p) == "parquet":
         try:
             source = pq.ParquetFile(p)
-            for batch in source.iter_batches(batch_size=chunk_rows):
+            for i, batch in enumerate(source.iter_batches(batch_size=chunk_rows)):
                 table = pa.Table.from_batches([batch])
-                yield normalise(_parquet_to_frame(table, p), p)
+                yield normalise(_parquet_to_frame(table, p, quiet=i > 0), p)
         except (pa.ArrowException, OSError) as err:
             raise DataError(f"cannot read {p} as Parquet: {str(err).splitlines()[0]}") from None
         return
     dialect, _ = sniff_csv(p, encoding)
     with (
         _csv_errors(p, dialect),
-        pd.read_csv(p, chunksize=chunk_rows, **_csv_options(dialect)) as reader,
+        pd.read_csv(
+            p, chunksize=chunk_rows, dtype=dict.fromkeys(text or [], "str"), **_csv_options(dialect)
+        ) as reader,
     ):
+        decided: dict[str, str] = {}
         for chunk in reader:
-            yield normalise(chunk, p, dialect.delimiter)
+            yield normalise(chunk, p, dialect.delimiter, decided)
 
 
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:
@@ -463,6 +616,23 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
 
 def _dtypes_json(frame: pd.DataFrame) -> bytes:
     return json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode()
+
+
+def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """Booleans as one dtype whether a part has missing values (object) or not (bool).
+
+    Arrow stores both alike; pandas reads them back as ``bool`` or ``object`` depending on the
+    rows, which would make the digest depend on how the table was cut.
+    """
+    flags = [
+        c
+        for c in frame.columns
+        if pd.api.types.is_bool_dtype(frame[c])
+        or (frame[c].dtype == object and pd.api.types.infer_dtype(frame[c]) == "boolean")
+    ]
+    if not flags:
+        return frame
+    return frame.astype(dict.fromkeys(flags, "boolean"))
 
 
 class Digest:
@@ -481,6 +651,7 @@ class Digest:
 
     def update(self, frame: pd.DataFrame) -> None:
         """Add the next rows (same columns and dtypes as the first partition)."""
+        frame = _canonical(frame)
         if self._dtypes is None:
             self._dtypes = _dtypes_json(frame)
         self._rows.update(row_hashes(frame).tobytes())
@@ -554,11 +725,6 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> str:
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a Parquet file written by :func:`write_parquet` (only ``columns``, if given)."""
     return pd.read_parquet(path, columns=columns)
-
-
-def read_matrix(path: str | Path) -> np.ndarray:
-    """Read a Parquet file of numeric columns as one float32 matrix (rows x columns)."""
-    return np.ascontiguousarray(pd.read_parquet(path).to_numpy(dtype=np.float32))
 
 
 def write_text(text: str, path: str | Path) -> str:
@@ -663,7 +829,10 @@ def partition_files(path: str | Path) -> list[Path]:
     A single Parquet file is its own one partition.
     """
     p = Path(path)
-    return sorted(p.glob(PART_PATTERN)) if p.is_dir() else [p]
+    if not p.is_dir():
+        return [p]
+    # By number, not text: part-100000 comes after part-99999.
+    return sorted(p.glob(PART_PATTERN), key=lambda f: int(f.stem.rsplit("-", 1)[1]))
 
 
 def iter_partitions(path: str | Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
@@ -675,9 +844,9 @@ def iter_partitions(path: str | Path, columns: list[str] | None = None) -> Itera
 def _unified(types: list[Any]) -> Any:
     """One Arrow type every partition's type of a column converts to without losing values.
 
-    Integers of any width give int64; integers, floats and booleans together give float64 (a
-    CSV block with a missing value reads as floats); anything with text gives text (a
-    block with one stray word reads as text).
+    Integers of any width give int64; integers and floats give float64 (a CSV block with a
+    missing value reads as floats); anything else mixed gives text (a block with one stray
+    word, or booleans in one block and numbers in another, reads as text).
     """
     import pyarrow as pa
 
@@ -686,9 +855,7 @@ def _unified(types: list[Any]) -> Any:
         return kinds[0] if kinds else types[0]
     if all(pa.types.is_integer(t) for t in kinds):
         return pa.int64()
-    if all(
-        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) for t in kinds
-    ):
+    if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in kinds):
         return pa.float64()
     return pa.large_string()
 
@@ -704,14 +871,15 @@ class PartitionWriter:
 
     Args:
         path: The dataset folder to create (must not exist).
-        rows: Rows per partition.
+        rows: Rows per partition; ``None``: each frame written is one partition (a stage that
+            maps partitions one to one).
     """
 
-    def __init__(self, path: str | Path, rows: int):
+    def __init__(self, path: str | Path, rows: int | None = None):
         import uuid
 
         self.path = Path(path)
-        self.rows_per_part = rows
+        self.rows_per_part = rows or 0
         self.partial = self.path.with_name(
             f".{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
         )
@@ -720,12 +888,16 @@ class PartitionWriter:
         self.rows = 0
         self.parts = 0
         self.digest = Digest()
+        self.as_text: list[str] = []  # columns read as other types in some parts, made text
         self._buffer: list[pd.DataFrame] = []
         self._buffered = 0
 
     def write(self, frame: pd.DataFrame) -> None:
         """Append rows (same columns as the first frame)."""
         if not len(frame):
+            return
+        if not self.rows_per_part:
+            self._write_part(frame.reset_index(drop=True))
             return
         self._buffer.append(frame)
         self._buffered += len(frame)
@@ -763,6 +935,18 @@ class PartitionWriter:
         names = schemas[0].names
         target = pa.schema([(n, _unified([s.field(n).type for s in schemas])) for n in names])
         changed = [f for f, s in zip(files, schemas, strict=True) if not s.equals(target)]
+
+        def text(t: Any) -> bool:
+            return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+        self.as_text = [
+            n
+            for n in names
+            if text(target.field(n).type)
+            and any(
+                not text(t) and not pa.types.is_null(t) for t in (s.field(n).type for s in schemas)
+            )
+        ]
         for f in changed:
             table = pq.read_table(f)
             try:
@@ -802,6 +986,87 @@ class PartitionWriter:
         shutil.rmtree(self.partial, ignore_errors=True)
 
     def __enter__(self) -> PartitionWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None or self.partial.exists():
+            self.abort()
+
+
+class BucketWriter:
+    """Writes rows into ``buckets`` partitions by a bucket number per row; see PartitionWriter.
+
+    Each bucket is one Parquet file (``part-00000.parquet``, ...) that grows by a row group
+    per :meth:`write`, so memory holds one frame whatever the number of buckets. Used to
+    scatter rows over partitions by hash: each partition is then a uniform sample of all
+    rows, whatever order the source was sorted in.
+    """
+
+    def __init__(self, path: str | Path, buckets: int):
+        import uuid
+
+        self.path = Path(path)
+        self.buckets = buckets
+        self.partial = self.path.with_name(
+            f".{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
+        )
+        with _naming(self.path):
+            self.partial.mkdir(parents=True)
+        self.rows = 0
+        self._writers: dict[int, Any] = {}
+        self._schema: Any = None
+
+    def write(self, frame: pd.DataFrame, bucket: np.ndarray) -> None:
+        """Append each row of ``frame`` to the bucket ``bucket`` names (0 .. buckets - 1)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not len(frame):
+            return
+        table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+        if self._schema is None:
+            self._schema = table.schema
+        table = table.cast(self._schema)
+        order = np.argsort(bucket, kind="stable")  # rows keep their order within a bucket
+        sorted_buckets = bucket[order]
+        starts = np.searchsorted(sorted_buckets, np.arange(self.buckets + 1))
+        with _naming(self.path):
+            for b in range(self.buckets):
+                lo, hi = starts[b], starts[b + 1]
+                if hi <= lo:
+                    continue
+                if b not in self._writers:
+                    target = self.partial / f"part-{b:05d}.parquet"
+                    self._writers[b] = pq.ParquetWriter(target, self._schema)
+                self._writers[b].write_table(table.take(order[lo:hi]))
+        self.rows += len(frame)
+
+    def _close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+    def commit(self) -> str:
+        """Close every bucket and move the dataset into place.
+
+        Raises:
+            DataError: No rows were written.
+        """
+        self._close()
+        if not self.rows:
+            raise DataError(f"no rows to write to {self.path}")
+        with _naming(self.path):
+            os.replace(self.partial, self.path)
+        return str(self.path)
+
+    def abort(self) -> None:
+        """Delete everything written."""
+        import shutil
+
+        self._close()
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    def __enter__(self) -> BucketWriter:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:

@@ -84,28 +84,118 @@ def network_spec(
     }
 
 
+# Column of the encoded target in the feature partitions the features stage writes.
+TARGET_COLUMN = "__target__"
+# The baseline trains on at most this many training rows (recorded as ``baseline_rows``).
+BASELINE_MAX_ROWS = 1_000_000
+
+
+class Rows:
+    """Feature matrices and encoded targets, one partition at a time, as the trainer reads them.
+
+    In memory (:meth:`of`: one partition) or on disk (:meth:`on_disk`: the Parquet partitions
+    of the features stage, feature columns plus :data:`TARGET_COLUMN`). Only one partition is
+    held at a time when on disk.
+    """
+
+    def __init__(
+        self,
+        arrays: list[tuple[np.ndarray, np.ndarray]] | None = None,
+        paths: list[str] | None = None,
+        sizes: list[int] | None = None,
+    ):
+        self._arrays = arrays
+        self._paths = paths
+        self.sizes = sizes or [len(y) for _, y in arrays or []]
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray) -> Rows:
+        """One in-memory partition."""
+        return cls(arrays=[(np.asarray(x, dtype=np.float32), np.asarray(y))])
+
+    @classmethod
+    def on_disk(cls, folder: str) -> Rows:
+        """The partitions of a folder written by the features stage."""
+        import pyarrow.parquet as pq
+
+        from mlpipe.io.tables import partition_files
+
+        paths = [str(p) for p in partition_files(folder)]
+        return cls(paths=paths, sizes=[pq.ParquetFile(p).metadata.num_rows for p in paths])
+
+    @property
+    def rows(self) -> int:
+        """Rows over all partitions."""
+        return int(sum(self.sizes))
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def partition(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Partition ``i``: float32 features and the encoded targets."""
+        if self._arrays is not None:
+            return self._arrays[i]
+        frame = pd.read_parquet(self._paths[i])  # type: ignore[index]
+        y = frame.pop(TARGET_COLUMN).to_numpy()
+        return np.ascontiguousarray(frame.to_numpy(dtype=np.float32)), y
+
+    def targets(self) -> np.ndarray:
+        """Every encoded target (small: one number a row)."""
+        if self._arrays is not None:
+            return np.concatenate([y for _, y in self._arrays])
+        columns = [TARGET_COLUMN]
+        return np.concatenate(
+            [
+                pd.read_parquet(p, columns=columns)[TARGET_COLUMN].to_numpy()
+                for p in self._paths or []
+            ]
+        )
+
+    def head(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """At most ``rows`` rows, taken from every partition in proportion to its size.
+
+        The features stage's training partitions are uniform samples of the rows (scattered by
+        hash), so this is a uniform sample; all rows when there are at most ``rows``.
+        """
+        if self.rows <= rows:
+            parts = [self.partition(i) for i in range(len(self))]
+        else:
+            parts = []
+            for i, size in enumerate(self.sizes):
+                take = math.ceil(rows * size / self.rows)
+                x, y = self.partition(i)
+                parts.append((x[:take], y[:take]))
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+
+
 def fit_network(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
+    train: Rows,
+    val: Rows,
     spec: dict[str, Any],
     cfg: TrainConfig,
     seed: int,
     on_epoch: EpochCallback | None = None,
+    standardise: tuple[float, float] | None = None,
 ) -> tuple[nn.Module, list[dict[str, float]], int]:
     """Train with Adam and early stopping on validation loss; return the best weights.
 
+    Each epoch visits the training partitions in a seeded random order and each partition's
+    rows in a seeded random order (a shuffle buffer of one partition; the partitions are
+    uniform samples). One partition is the whole-table case: one permutation per epoch.
+
     Args:
-        x_train: Training features, float32.
-        y_train: Class indices (int64) or standardised regression targets (float32).
-        x_val: Validation features.
-        y_val: Validation targets, encoded like ``y_train``.
+        train: Training features (float32) and targets: class indices (int64) or regression
+            targets.
+        val: Validation rows, encoded like ``train``.
         spec: Network spec for :func:`build_network`.
         cfg: Training settings.
         seed: Seed for initialisation and batch order.
         on_epoch: Called with each epoch's metrics (``epoch``, ``train_loss``, ``val_loss``,
             and ``train_accuracy``/``val_accuracy`` for classification).
+        standardise: Regression: the training target's ``(mean, std)``, subtracted and
+            divided out of every target.
 
     Returns:
         ``(network on CPU with the best validation weights, history, best epoch)``.
@@ -121,36 +211,52 @@ def fit_network(
     optimiser = torch.optim.Adam(
         net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
     )
-    # torch.tensor copies: arrays read from Parquet are read-only views.
-    xt, yt = torch.tensor(x_train, device=device), torch.tensor(y_train, device=device)
-    xv, yv = torch.tensor(x_val, device=device), torch.tensor(y_val, device=device)
-    if not classify:
-        yt, yv = yt.unsqueeze(1), yv.unsqueeze(1)
+
+    def tensors(rows: Rows, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = rows.partition(i)
+        if standardise is not None:
+            y = (y - standardise[0]) / standardise[1]
+        # torch.tensor copies: arrays read from Parquet are read-only views.
+        xt, yt = torch.tensor(x, device=device), torch.tensor(y, device=device)
+        return xt, (yt if classify else yt.float().unsqueeze(1))
+
+    # One partition stays on the device for every epoch; more are read one at a time.
+    cached = {0: tensors(train, 0)} if len(train) == 1 else {}
+    cached_val = {0: tensors(val, 0)} if len(val) == 1 else {}
     generator = torch.Generator().manual_seed(seed)
-    batch = batch_size(cfg, len(xt))
+    batch = batch_size(cfg, train.rows)
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
     history: list[dict[str, float]] = []
     for epoch in range(1, cfg.max_epochs + 1):
         net.train()
-        order = torch.randperm(len(xt), generator=generator).to(device)
         # Accumulated on the device and read once per epoch: a per-batch .item() is a host sync.
         total = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
-        for start in range(0, len(order), batch):
-            idx = order[start : start + batch]
-            optimiser.zero_grad()
-            out = net(xt[idx])
-            loss = loss_fn(out, yt[idx])
-            loss.backward()
-            optimiser.step()
-            total += loss.detach().double() * len(idx)
-            if classify:
-                correct += (out.detach().argmax(1) == yt[idx]).sum()
+        parts = [0] if len(train) == 1 else torch.randperm(len(train), generator=generator).tolist()
+        for p in parts:
+            xt, yt = cached[p] if p in cached else tensors(train, p)
+            order = torch.randperm(len(xt), generator=generator).to(device)
+            for start in range(0, len(order), batch):
+                idx = order[start : start + batch]
+                optimiser.zero_grad()
+                out = net(xt[idx])
+                loss = loss_fn(out, yt[idx])
+                loss.backward()
+                optimiser.step()
+                total += loss.detach().double() * len(idx)
+                if classify:
+                    correct += (out.detach().argmax(1) == yt[idx]).sum()
         net.eval()
+        val_total, val_correct = 0.0, 0
         with torch.no_grad():
-            val_out = net(xv)
-            val_loss = float(loss_fn(val_out, yv))
-        train_loss = float(total) / len(xt)
+            for p in range(len(val)):
+                xv, yv = cached_val[p] if p in cached_val else tensors(val, p)
+                val_out = net(xv)
+                val_total += float(loss_fn(val_out, yv)) * len(xv)
+                if classify:
+                    val_correct += int((val_out.argmax(1) == yv).sum())
+        val_loss = val_total / val.rows
+        train_loss = float(total) / train.rows
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingError(
                 f"training diverged at epoch {epoch} (train loss {train_loss:.3g}, validation "
@@ -158,8 +264,8 @@ def fit_network(
             )
         row = {"epoch": float(epoch), "train_loss": train_loss, "val_loss": val_loss}
         if classify:
-            row["train_accuracy"] = int(correct) / len(xt)
-            row["val_accuracy"] = float((val_out.argmax(1) == yv).float().mean())
+            row["train_accuracy"] = int(correct) / train.rows
+            row["val_accuracy"] = val_correct / val.rows
         history.append(row)
         if on_epoch:
             on_epoch(row)
@@ -229,8 +335,13 @@ def fit_trivial(y: np.ndarray, classify: bool) -> Any:
     """The trivial predictor: training class priors, or the training mean."""
     from sklearn.dummy import DummyClassifier, DummyRegressor
 
-    model = DummyClassifier(strategy="prior") if classify else DummyRegressor(strategy="mean")
-    return model.fit(np.zeros((len(y), 1)), y)
+    if classify:
+        # Fitted on the counts (weights): the same priors without a row per training row.
+        labels, counts = np.unique(y, return_counts=True)
+        return DummyClassifier(strategy="prior").fit(
+            np.zeros((len(labels), 1)), labels, sample_weight=counts
+        )
+    return DummyRegressor(strategy="mean").fit(np.zeros((len(y), 1)), y)
 
 
 def model_outputs(model: Any, x: np.ndarray, n_classes: int | None) -> np.ndarray:
@@ -255,6 +366,7 @@ class Fitted:
     baseline: Any | None
     baseline_kind: str
     trivial: Any
+    baseline_rows: int = 0
 
     def outputs(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
         """Outputs of every candidate on raw rows (``network``, ``baseline``, ``trivial``)."""
@@ -285,13 +397,8 @@ def fit(
     features: FeatureConfig | Any,
     seed: int,
     on_epoch: EpochCallback | None = None,
-    *,
-    transformed: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Fitted:
-    """Fit preprocessing (or use a fitted one), the network, the baseline and the trivial model.
-
-    The baseline trains in a second thread while the network trains, when torch leaves a core
-    free (``train.threads`` below the machine's cores): same models, less wall time.
+    """Fit preprocessing (or use a fitted one), then :func:`fit_rows` on in-memory frames.
 
     Args:
         train: Cleaned training rows (features and target).
@@ -302,8 +409,6 @@ def fit(
         features: A :class:`FeatureConfig` to fit a preprocessor on ``train``, or a fitted one.
         seed: Seed of initialisation and batch order.
         on_epoch: Called with each epoch's metrics.
-        transformed: ``train`` and ``val`` already transformed by the fitted preprocessor
-            ``features`` (float32), so they are not transformed again.
 
     Returns:
         The fitted candidates.
@@ -313,41 +418,91 @@ def fit(
         DataError: Feature values too large to scale (near the float limits).
         ConfigError: The architecture does not fit the data, or the device is unavailable.
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    pick_device(cfg.device)
     check_magnitudes(val, schema)
     if isinstance(features, FeatureConfig):
         preprocessor, x_train = fit_features(train, schema, features)
-        x_val = transform(preprocessor, schema, val)
-    elif transformed is not None:
-        preprocessor, (x_train, x_val) = features, transformed
     else:
-        preprocessor = features
-        x_train, x_val = transform(features, schema, train), transform(features, schema, val)
-    y_train = encode_target(train[schema.target], classes)
-    y_val = encode_target(val[schema.target], classes)
+        preprocessor, x_train = features, transform(features, schema, train)
+    x_val = transform(preprocessor, schema, val)
+    return fit_rows(
+        Rows.of(x_train, encode_target(train[schema.target], classes)),
+        Rows.of(x_val, encode_target(val[schema.target], classes)),
+        preprocessor,
+        schema,
+        classes,
+        cfg,
+        seed,
+        on_epoch,
+    )
+
+
+def _target_moments(y: np.ndarray) -> tuple[float, float]:
+    return float(y.mean()), float(y.std()) or 1.0
+
+
+def fit_rows(
+    train: Rows,
+    val: Rows,
+    preprocessor: Any,
+    schema: Schema,
+    classes: list[Any] | None,
+    cfg: TrainConfig,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+) -> Fitted:
+    """Fit the network, the baseline and the trivial model on transformed rows.
+
+    The baseline trains on at most :data:`BASELINE_MAX_ROWS` training rows (a uniform sample
+    beyond that), in a second thread while the network trains when torch leaves a core free
+    (``train.threads`` below the machine's cores): same models, less wall time.
+
+    Args:
+        train: Transformed training rows and encoded targets.
+        val: Transformed validation rows (early stopping).
+        preprocessor: The fitted preprocessor that made them (served with the network).
+        schema: Resolved column roles.
+        classes: Class labels in output order (``None`` for regression).
+        cfg: Training settings.
+        seed: Seed of initialisation and batch order.
+        on_epoch: Called with each epoch's metrics.
+
+    Returns:
+        The fitted candidates.
+
+    Raises:
+        TrainingError: The network diverged.
+        ConfigError: The architecture does not fit the data, or the device is unavailable.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    pick_device(cfg.device)
     meta: dict[str, Any] = {"schema": schema.model_dump(mode="json"), "classes": classes}
     classify = classes is not None
-    net_y_train, net_y_val = y_train, y_val
+    y_train = train.targets()
+    standardise = None
     if not classify:
         # Standardise the target with training statistics; the predictor undoes it.
-        mean, std = float(y_train.mean()), float(y_train.std()) or 1.0
+        mean, std = _target_moments(y_train)
         meta.update(target_mean=mean, target_std=std)
-        net_y_train, net_y_val = (y_train - mean) / std, (y_val - mean) / std
-    spec = network_spec(schema, x_train.shape[1], classes, cfg)
+        standardise = (mean, std)
+    n_inputs = train.partition(0)[0].shape[1] if len(train) == 1 else _width(train)
+    spec = network_spec(schema, n_inputs, classes, cfg)
     meta["network"] = spec
     spare = (os.cpu_count() or 1) - torch.get_num_threads()
     pending = None
+    baseline_rows = 0
     if cfg.baseline != "none":
+        x_base, y_base = train.head(BASELINE_MAX_ROWS)
+        baseline_rows = len(y_base)
         pending = _Background(
-            _fit_baseline_on, max(1, spare), x_train, y_train, classify, cfg.baseline, seed
+            _fit_baseline_on, max(1, spare), x_base, y_base, classify, cfg.baseline, seed
         )
+        del x_base, y_base
         if spare < 1:  # no free core: one after the other
             pending.result()
     started = time.perf_counter()
     net, history, best_epoch = fit_network(
-        x_train, net_y_train, x_val, net_y_val, spec, cfg, seed, on_epoch
+        train, val, spec, cfg, seed, on_epoch, standardise=standardise
     )
     seconds = time.perf_counter() - started
     baseline = pending.result() if pending is not None else None
@@ -356,8 +511,17 @@ def fit(
         history=history,
         best_epoch=best_epoch,
         seconds=seconds,
-        batch_size=batch_size(cfg, len(x_train)),
+        batch_size=batch_size(cfg, train.rows),
         baseline=baseline,
         baseline_kind=cfg.baseline,
+        baseline_rows=baseline_rows,
         trivial=fit_trivial(y_train, classify),
     )
+
+
+def _width(rows: Rows) -> int:
+    """Feature columns of on-disk rows, from the first partition's schema."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(rows._paths[0]).names  # type: ignore[index]
+    return len([n for n in names if n != TARGET_COLUMN])

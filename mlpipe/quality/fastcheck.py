@@ -10,7 +10,7 @@ frames, that verdicts and failing rows equal Great Expectations' for every suppo
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -203,21 +203,50 @@ KNOWN_KWARGS = {
 }
 
 
-def evaluate(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:
-    """Evaluate a suite: supported expectations here, the rest with Great Expectations.
+def repeated_values(
+    partitions: Iterable[pd.DataFrame], columns: list[str]
+) -> dict[str, np.ndarray]:
+    """Per column, the sorted 64-bit hashes of values that occur more than once in any rows.
+
+    One pass over the partitions (only ``columns`` are needed): what
+    ``expect_column_values_to_be_unique`` needs to judge a partition against the whole table.
+    """
+    hashes: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    for part in partitions:
+        for col in columns:
+            if col in part.columns:
+                hashes[col].append(pd.util.hash_array(part[col].dropna().to_numpy()))
+    out = {}
+    for col, chunks in hashes.items():
+        values, counts = np.unique(
+            np.concatenate(chunks or [np.empty(0, np.uint64)]), return_counts=True
+        )
+        out[col] = values[counts > 1]
+    return out
+
+
+def unique_across(
+    frame: pd.DataFrame, exp: dict[str, Any], repeated: np.ndarray
+) -> ExpectationResult:
+    """``expect_column_values_to_be_unique`` on one partition, judged against every row.
 
     Args:
-        frame: The table; failing rows are reported as positions.
-        suite: Suite mapping as stored in ``expectations/*.json``.
-
-    Returns:
-        A report of the same shape as :func:`mlpipe.quality.gx.run_suite`'s.
-
-    Raises:
-        ConfigError: The suite names an unknown expectation type.
+        frame: One partition.
+        exp: The expectation.
+        repeated: :func:`repeated_values` of its column.
     """
+    col = _column(frame, exp)
+    present = col.notna().to_numpy()
+    mask = np.zeros(len(col), dtype=bool)
+    hashed = pd.util.hash_array(col[present].to_numpy())
+    mask[present] = np.isin(hashed, repeated)
+    return _map_result(exp, col, pd.Series(mask, index=col.index))
+
+
+def results(frame: pd.DataFrame, suite: dict[str, Any]) -> list[ExpectationResult]:
+    """Every expectation's result on ``frame``, in suite order (see :func:`evaluate`)."""
     data = frame.reset_index(drop=True)
-    results: dict[int, ExpectationResult] = {}
+    found: dict[int, ExpectationResult] = {}
     leftovers: list[tuple[int, dict[str, Any]]] = []
     for i, exp in enumerate(suite["expectations"]):
         handler = HANDLERS.get(exp["type"])
@@ -231,13 +260,28 @@ def evaluate(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:
             leftovers.append((i, exp))
             continue
         if result is not None:
-            results[i] = result
+            found[i] = result
     if leftovers:
         # Only types this engine does not handle need Great Expectations (and its import).
         rest = {"name": suite.get("name"), "expectations": [e for _, e in leftovers]}
         gx.check_suite(rest)
         raw = gx.run_suite_raw(data, rest)
         for (i, _), result in zip(leftovers, raw, strict=True):
-            results[i] = result
-    ordered = [results[i] for i in range(len(suite["expectations"]))]
-    return gx.build_report(data, suite, ordered)
+            found[i] = result
+    return [found[i] for i in range(len(suite["expectations"]))]
+
+
+def evaluate(frame: pd.DataFrame, suite: dict[str, Any]) -> ValidationReport:
+    """Evaluate a suite: supported expectations here, the rest with Great Expectations.
+
+    Args:
+        frame: The table; failing rows are reported as positions.
+        suite: Suite mapping as stored in ``expectations/*.json``.
+
+    Returns:
+        A report of the same shape as :func:`mlpipe.quality.gx.run_suite`'s.
+
+    Raises:
+        ConfigError: The suite names an unknown expectation type.
+    """
+    return gx.build_report(frame, suite, results(frame, suite))

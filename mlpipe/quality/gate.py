@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
 from mlpipe.quality import fastcheck, gx
-from mlpipe.quality.results import ExpectationResult, ValidationReport
+from mlpipe.quality.results import MAX_EXAMPLES, ExpectationResult, ValidationReport
 
 REASONS_COLUMN = "quarantine_reasons"
 
@@ -56,6 +56,164 @@ class GateOutcome(BaseModel):
 def run_checks(frame: pd.DataFrame, suite: dict[str, Any], engine: str) -> ValidationReport:
     """Evaluate a suite with the configured engine (``fast`` or ``gx``)."""
     return fastcheck.evaluate(frame, suite) if engine == "fast" else gx.run_suite(frame, suite)
+
+
+# Judged value by value, so the counts of partitions add up, except these, which compare rows.
+_ACROSS_ROWS = {
+    "expect_column_values_to_be_increasing",
+    "expect_column_values_to_be_decreasing",
+}
+_UNIQUE = "expect_column_values_to_be_unique"
+_ROW_COUNT = "expect_table_row_count_to_be_between"
+# About the columns, the same in every partition: a failure anywhere is the table's.
+_STRUCTURE = {
+    "expect_column_to_exist",
+    "expect_table_columns_to_match_set",
+    "expect_table_columns_to_match_ordered_list",
+    "expect_column_values_to_be_of_type",
+    "expect_column_values_to_be_in_type_list",
+}
+
+
+def _mergeable(kind: str) -> bool:
+    per_value = kind.startswith("expect_column_values_to_") and kind not in _ACROSS_ROWS
+    return per_value or kind in _STRUCTURE or kind == _ROW_COUNT
+
+
+def whole_table_only(suite: dict[str, Any]) -> list[str]:
+    """Expectation types of ``suite`` that cannot be judged partition by partition.
+
+    Aggregates (``expect_column_mean_to_be_between``, ...) and row-order checks need the
+    whole table in memory at once.
+    """
+    kinds = [str(e.get("type")) for e in suite.get("expectations", [])]
+    return sorted({k for k in kinds if not _mergeable(k)})
+
+
+def _merge(a: ExpectationResult, b: ExpectationResult, exp: dict[str, Any]) -> ExpectationResult:
+    """One expectation's result over two consecutive partitions."""
+    if a.error is not None:
+        return a
+    if b.error is not None:
+        return b
+    kind = exp["type"]
+    if kind in _STRUCTURE:
+        return a if not a.success else b
+    if kind == _ROW_COUNT:
+        rows = int(a.observed or 0) + int(b.observed or 0)
+        kw = exp.get("kwargs", {})
+        lo, hi = kw.get("min_value"), kw.get("max_value")
+        ok = (lo is None or rows >= lo) and (hi is None or rows <= hi)
+        return a.model_copy(update={"observed": rows, "success": bool(ok)})
+    count, total = a.unexpected_count + b.unexpected_count, a.total + b.total
+    share = float((exp.get("kwargs") or {}).get("mostly", 1.0))
+    return a.model_copy(
+        update={
+            "unexpected_count": count,
+            "total": total,
+            "unexpected_percent": 100.0 * count / total if total else 0.0,
+            "success": total == 0 or (total - count) / total >= share,
+            "examples": (a.examples + b.examples)[:MAX_EXAMPLES],
+            "unexpected_index": [],
+        }
+    )
+
+
+class PartitionGate:
+    """The gate over a table validated one partition at a time, in row order.
+
+    Each partition's rows are quarantined by its own results (a row-level expectation flags
+    rows whatever its ``mostly``); every verdict (``mostly``, row counts, critical failures)
+    is judged once on the results merged over all partitions, as on the whole table.
+    ``expect_column_values_to_be_unique`` compares each partition with every row through
+    :func:`mlpipe.quality.fastcheck.repeated_values`.
+
+    Args:
+        suite: The suite (every expectation mergeable: see :func:`whole_table_only`).
+        engine: ``fast`` or ``gx``.
+        max_quarantine_rate: Largest tolerated share of quarantined rows.
+        repeated: Per unique-checked column, the hashes of values repeated anywhere; ``None``
+            when the table is one partition.
+    """
+
+    def __init__(
+        self,
+        suite: dict[str, Any],
+        engine: str,
+        max_quarantine_rate: float,
+        repeated: dict[str, Any] | None = None,
+    ):
+        self.suite = suite
+        self.engine = engine
+        self.max_quarantine_rate = max_quarantine_rate
+        self.repeated = repeated
+        self.merged: list[ExpectationResult] | None = None
+        self.rows = 0
+        self.quarantined = 0
+        self.reasons: Counter[str] = Counter()
+        self.columns: pd.Index | None = None
+
+    def _results(self, frame: pd.DataFrame) -> list[ExpectationResult]:
+        if self.engine == "fast":
+            found = fastcheck.results(frame, self.suite)
+        else:
+            gx.check_suite(self.suite)
+            found = gx.run_suite_raw(frame.reset_index(drop=True), self.suite)
+        if self.repeated:
+            found = [
+                fastcheck.unique_across(frame.reset_index(drop=True), exp, self.repeated[col])
+                if exp["type"] == _UNIQUE
+                and (col := exp["kwargs"].get("column")) in self.repeated
+                and col in frame.columns
+                else r
+                for r, exp in zip(found, self.suite["expectations"], strict=True)
+            ]
+        return found
+
+    def add(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Check one partition; return its passing and quarantined rows."""
+        found = self._results(frame)
+        report = gx.build_report(frame.reset_index(drop=True), self.suite, found)
+        passing, quarantined, outcome = apply_gate(frame, report, self.max_quarantine_rate)
+        self.rows += len(frame)
+        self.quarantined += len(quarantined)
+        self.reasons.update(outcome.reasons)
+        if self.columns is None:
+            self.columns = frame.columns
+        exps = self.suite["expectations"]
+        self.merged = (
+            found
+            if self.merged is None
+            else [_merge(a, b, e) for a, b, e in zip(self.merged, found, exps, strict=True)]
+        )
+        return passing, quarantined
+
+    def report(self) -> ValidationReport:
+        """The report of the whole table."""
+        header = pd.DataFrame(columns=self.columns if self.columns is not None else [])
+        return gx.build_report(header, self.suite, self.merged or [], rows=self.rows)
+
+    def outcome(self, report: ValidationReport) -> GateOutcome:
+        """The gate's decision on the whole table."""
+        critical = [
+            r
+            for r in report.results
+            if not r.success
+            and not (
+                r.severity == "row"
+                and r.column is not None
+                and r.error is None
+                and self.reasons.get(reason_code(r), 0) > 0
+            )
+        ]
+        return GateOutcome(
+            rows_in=self.rows,
+            rows_passed=self.rows - self.quarantined,
+            rows_quarantined=self.quarantined,
+            reasons=dict(self.reasons.most_common()),
+            critical=critical,
+            max_quarantine_rate=self.max_quarantine_rate,
+        )
 
 
 def reason_code(result: ExpectationResult) -> str:

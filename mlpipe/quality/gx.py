@@ -93,12 +93,15 @@ def run_suite_raw(frame: pd.DataFrame, suite: dict[str, Any]) -> list[Expectatio
 
 
 def build_report(
-    frame: pd.DataFrame, suite: dict[str, Any], results: list[ExpectationResult]
+    frame: pd.DataFrame,
+    suite: dict[str, Any],
+    results: list[ExpectationResult],
+    rows: int | None = None,
 ) -> ValidationReport:
     """Assemble a report from per-expectation results (in suite order), naming missing columns.
 
     Table-level failures (missing columns, row counts) explain the column-level ones, so they
-    come first.
+    come first. ``rows``: the table's rows when ``frame`` is only one partition of it.
     """
     columns = {str(c) for c in frame.columns}
     explained = [
@@ -108,7 +111,7 @@ def build_report(
     return ValidationReport(
         suite=str(suite.get("name")),
         success=all(r.success for r in explained),
-        rows=len(frame),
+        rows=len(frame) if rows is None else rows,
         results=explained,
     )
 

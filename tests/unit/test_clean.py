@@ -76,3 +76,33 @@ def test_extra_columns_are_carried_through():
         frame().assign(key=list("abcdefg")), SCHEMA, CleanConfig(), keep=["key"]
     )
     assert "key" in out.columns and out["key"].tolist() == ["a", "c", "d", "f", "g"]
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+@pytest.mark.parametrize("policy", ["impute", "ffill", "drop"])
+def test_cleaning_streamed_over_partitions_equals_the_whole_frames(parts, policy):
+    from mlpipe.data.clean import Seen
+
+    rng = np.random.default_rng(4)
+    n = 300
+    frame = pd.DataFrame(
+        {
+            "x": rng.integers(0, 4, n).astype(float),
+            "c": rng.choice(["u", "v"], n),
+            "y": rng.choice(["a", "b"], n),
+        }
+    )
+    frame.loc[rng.choice(n, 40, replace=False), "x"] = np.nan  # gaps, some at partition starts
+    frame.loc[[0, 100, 200], "x"] = np.nan
+    frame.loc[rng.choice(n, 10, replace=False), "y"] = None
+    schema = Schema(name="t", target="y", task="binary", numeric=["x"], categorical=["c"])
+    cfg = CleanConfig(missing={"x": policy}, max_drop_rate=1.0)
+    whole, whole_stats = clean_partition(frame, schema, cfg)
+    seen, stats, pieces = Seen(), CleanStats(), []
+    for rows in np.array_split(np.arange(n), parts):
+        piece, piece_stats = clean_partition(frame.iloc[rows], schema, cfg, seen=seen)
+        pieces.append(piece)
+        stats += piece_stats
+    pd.testing.assert_frame_equal(pd.concat(pieces, ignore_index=True), whole)
+    assert stats == whole_stats
+    assert whole_stats.dropped["duplicate"] > 50, "duplicates repeat across partitions"

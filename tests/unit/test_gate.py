@@ -119,3 +119,77 @@ def test_a_real_rise_in_missing_values_stops_a_batch_even_split_in_chunks():
     judged = with_mostly(outcome, tally)
     assert not judged.passed and "100 of 1000 rows fail" in judged.mostly_failures[0]
     assert "binomial" in failure_message(evaluate(chunk, mostly_suite(0.98)), judged)
+
+
+def _streaming_suite() -> dict:
+    def exp(kind: str, severity: str = "critical", **kwargs) -> dict:
+        return {"type": kind, "kwargs": kwargs, "meta": {"severity": severity}}
+
+    return {
+        "name": "t",
+        "expectations": [
+            exp("expect_table_row_count_to_be_between", min_value=20, max_value=1000),
+            exp("expect_table_columns_to_match_set", column_set=["id", "x", "c", "y"]),
+            exp("expect_column_values_to_be_of_type", column="x", type_="float64"),
+            exp("expect_column_values_to_not_be_null", column="x", mostly=0.9),
+            exp("expect_column_values_to_be_between", "row", column="x", min_value=-2.5),
+            exp("expect_column_values_to_be_in_set", "row", column="c", value_set=["u", "v"]),
+            exp("expect_column_values_to_be_unique", "row", column="id"),
+            exp("expect_column_values_to_not_be_null", column="y"),
+        ],
+    }
+
+
+@pytest.mark.parametrize("parts", [1, 2, 5])
+@pytest.mark.parametrize("missing", [10, 40])
+def test_a_gate_over_partitions_decides_as_over_the_whole_table(parts, missing):
+    from mlpipe.quality.fastcheck import repeated_values
+    from mlpipe.quality.gate import PartitionGate
+
+    rng = np.random.default_rng(parts + missing)
+    n = 300
+    data = pd.DataFrame(
+        {
+            "id": rng.choice(np.arange(100, 2100), n, replace=False),
+            "x": rng.normal(size=n),
+            "c": rng.choice(["u", "v"], n),
+            "y": rng.choice(["a", "b"], n),
+        }
+    )
+    data.loc[rng.choice(n, missing, replace=False), "x"] = np.nan  # 10 fine; 40 > 10% fails
+    data.loc[[5, 250], "id"] = 77  # a repeat across partitions
+    data.loc[[17, 200], "c"] = "w"
+    suite = _streaming_suite()
+    whole_report = evaluate(data, suite)
+    passing, quarantined, whole = apply_gate(data, whole_report, 0.5)
+
+    chunks = [data.iloc[rows] for rows in np.array_split(np.arange(n), parts)]
+    repeated = repeated_values(chunks, ["id"]) if parts > 1 else None
+    gate = PartitionGate(suite, "fast", 0.5, repeated)
+    kept, flagged = zip(*(gate.add(chunk) for chunk in chunks), strict=True)
+    report = gate.report()
+    outcome = gate.outcome(report)
+
+    def verdicts(r):
+        return sorted((x.expectation, x.column, x.success, x.unexpected_count) for x in r.results)
+
+    assert verdicts(report) == verdicts(whole_report)
+    assert report.rows == n
+    assert outcome.passed == whole.passed == (missing == 10)
+    assert (outcome.rows_quarantined, outcome.reasons) == (whole.rows_quarantined, whole.reasons)
+    assert [c.expectation for c in outcome.critical] == [c.expectation for c in whole.critical]
+    pd.testing.assert_frame_equal(pd.concat(kept, ignore_index=True), passing)
+    some = [f for f in flagged if len(f)]  # empty ones are not written
+    pd.testing.assert_frame_equal(pd.concat(some, ignore_index=True), quarantined)
+    assert whole.reasons["column_values_to_be_unique:id"] == 2
+
+
+def test_whole_table_expectations_are_named():
+    from mlpipe.quality.gate import whole_table_only
+
+    suite = _streaming_suite()
+    suite["expectations"].append(
+        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "x", "min_value": 0}}
+    )
+    assert whole_table_only(suite) == ["expect_column_mean_to_be_between"]
+    assert whole_table_only(_streaming_suite()) == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +168,101 @@ def test_streamed_schema_equals_the_whole_frames(tmp_path):
 def test_profile_frame_is_the_one_partition_case():
     frame = _frame(300)
     assert profile_frame(frame, "y").sample.equals(frame)
+
+
+def _ingest_csv(tmp_path: Path, text: str, rows: int, name: str = "data.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return ingest(DatasetSpec(source=str(path), target="y"), tmp_path / f"raw{rows}", "y", rows)
+
+
+def test_a_file_whose_name_looks_like_a_glob_is_that_file(tmp_path):
+    _frame(100).to_parquet(tmp_path / "sales[2].parquet", index=False)
+    _frame(50).to_parquet(tmp_path / "sales2.parquet", index=False)
+    spec = DatasetSpec(source=str(tmp_path / "sales[2].parquet"), target="y")
+    assert ingest(spec, tmp_path / "raw", "y", 1000).rows == 100
+
+
+def test_a_column_read_as_text_in_some_blocks_is_text_in_all(tmp_path):
+    lines = ["zip,flag,y"] + [f"0000{i % 9},{'True' if i % 2 else 'False'},a" for i in range(30)]
+    lines += [f"A{i},{i % 3},b" for i in range(30)]
+    done = _ingest_csv(tmp_path, "\n".join(lines) + "\n", 20)
+    back = pd.read_parquet(done.path)
+    whole = read_table(tmp_path / "data.csv")
+    assert back["zip"].iloc[0] == "00000" and set(back["flag"]) == {"True", "False", "0", "1", "2"}
+    pd.testing.assert_frame_equal(back, whole, check_dtype=False)
+    assert done.digest == _ingest_csv(tmp_path, "\n".join(lines) + "\n", 1000).digest
+
+
+def test_the_digest_does_not_depend_on_where_missing_flags_fall(tmp_path):
+    lines = ["flag,y", ",a"] + [f"{'True' if i % 3 else 'False'},{'ab'[i % 2]}" for i in range(60)]
+    text = "\n".join(lines) + "\n"
+    assert _ingest_csv(tmp_path, text, 10).digest == _ingest_csv(tmp_path, text, 1000).digest
+
+
+def test_numbers_are_read_one_way_across_blocks(tmp_path):
+    thousands = ["amount,y"] + [f'"5,1{i:02d}.70",a' for i in range(30)]
+    thousands += [f'"1,{i:03d}",b' for i in range(30)]  # ambiguous alone; thousands before
+    done = _ingest_csv(tmp_path, "\n".join(thousands) + "\n", 20, "t.csv")
+    assert pd.read_parquet(done.path)["amount"].iloc[-1] == 1029.0
+    mixed = (
+        ["v;y"] + [f"4.5{i % 10};a" for i in range(30)] + [f"4.961,{i % 10};b" for i in range(30)]
+    )
+    with pytest.raises(DataError, match="decimal commas in some rows and with a decimal point"):
+        _ingest_csv(tmp_path, "\n".join(mixed) + "\n", 20, "m.csv")
+
+
+def test_parquet_files_that_disagree(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    pd.DataFrame({"x": [1, 2] * 10, "y": ["a", "b"] * 10}).to_parquet(folder / "a.parquet")
+    pd.DataFrame({"x": [0.5] * 20, "w": [1] * 20, "y": ["a", "b"] * 10}).to_parquet(
+        folder / "b.parquet"
+    )
+    back = pd.read_parquet(ingest(DatasetSpec(source=str(folder)), tmp_path / "r", "y", 100).path)
+    assert back["x"].dtype == "float64" and back["w"].isna().sum() == 20 and len(back) == 40
+    pd.DataFrame({"x": ["k"] * 20, "y": ["a"] * 20}).to_parquet(folder / "c.parquet")
+    with pytest.raises(
+        DataError, match=r"column 'x' is int64 in a.parquet but .*string in c.parquet"
+    ):
+        ingest(DatasetSpec(source=str(folder)), tmp_path / "r2", "y", 100)
+
+
+def test_a_file_reached_through_a_link_is_read_once(tmp_path):
+    folder = tmp_path / "d" / "2024"
+    folder.mkdir(parents=True)
+    _frame(40).to_parquet(folder / "a.parquet", index=False)
+    (tmp_path / "d" / "latest").symlink_to(folder)
+    (folder / "loop").symlink_to(tmp_path / "d")
+    for source in (tmp_path / "d", f"{tmp_path}/d/**/*.parquet"):
+        assert ingest(DatasetSpec(source=str(source)), tmp_path / "r", "y", 100).rows == 40
+        shutil.rmtree(tmp_path / "r")
+
+
+def test_partitions_are_ordered_by_number_beyond_five_digits(tmp_path):
+    for n in (99_999, 100_000, 5):
+        (tmp_path / f"part-{n:05d}.parquet").touch()
+    assert [p.name for p in partition_files(tmp_path)] == [
+        "part-00005.parquet",
+        "part-99999.parquet",
+        "part-100000.parquet",
+    ]
+
+
+def test_staging_removes_a_killed_process_folder_and_the_folders_it_made(tmp_path):
+    from mlpipe.io.runs import OWNER_FILE, staging
+
+    runs = tmp_path / "out" / "deep" / "runs"
+    with staging(str(runs)) as folder:
+        assert folder.parent == runs
+    assert not (tmp_path / "out").exists(), "a refused input leaves no folders"
+    runs.mkdir(parents=True)
+    dead = runs / ".staging-1-deadbeef"
+    dead.mkdir()
+    (dead / OWNER_FILE).write_text(f"{socket.gethostname()}:999999999:1")
+    other = runs / ".staging-2-cafecafe"
+    other.mkdir()
+    (other / OWNER_FILE).write_text("another-host:1:1")
+    with staging(str(runs)):
+        pass
+    assert not dead.exists() and other.exists(), "only a dead process of this host is removed"

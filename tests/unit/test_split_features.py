@@ -1,6 +1,8 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlpipe.config import FeatureConfig, SplitConfig
 from mlpipe.data.features import fit_features, transform_partition
@@ -56,6 +58,26 @@ def test_a_key_column_keeps_its_rows_together():
     assert not set(train["customer"]) & set(test["customer"]), "a customer is in one split only"
     with pytest.raises(ConfigError, match=r"split\.key cannot be the target"):
         split_spec(SplitConfig(key="y"), XY)
+
+
+@pytest.mark.parametrize("parts", [2, 5])
+def test_a_split_streamed_over_partitions_equals_the_whole_frames(parts):
+    from mlpipe.data.split import SplitTally, split_partition
+
+    frame = labelled(1000)
+    spec = split_spec(SplitConfig(), XY)
+    tally, pieces = SplitTally(), []
+    for rows in np.array_split(np.arange(len(frame)), parts):
+        split_parts = split_partition(frame.iloc[rows], spec)
+        tally.add(split_parts, "y", classify=True)
+        pieces.append(split_parts)
+    tally.check(spec)
+    whole = split_frame(frame, spec, "y", classify=True)
+    for i, expected in enumerate(whole):
+        streamed = pd.concat([p[i] for p in pieces], ignore_index=True)
+        pd.testing.assert_frame_equal(streamed, expected)
+    assert tally.classes() == class_labels(frame["y"]) == ["a", "b"]
+    assert sum(tally.rows.values()) == len(frame)
 
 
 def test_split_too_few_rows():
@@ -148,3 +170,66 @@ def test_fit_features_returns_what_the_fitted_preprocessor_gives():
     pre, x_train = fit_features(train, SCHEMA, FeatureConfig())
     assert x_train.dtype == np.float32
     np.testing.assert_allclose(x_train, transform(pre, SCHEMA, train), rtol=1e-6, atol=1e-7)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(5, 300),
+    levels=st.integers(1, 12),
+    max_categories=st.sampled_from([None, 2, 3, 5]),
+    impute=st.sampled_from(["median", "mean"]),
+    scaler=st.sampled_from(["standard", "minmax"]),
+    encoding=st.sampled_from(["onehot", "ordinal"]),
+    parts=st.integers(1, 6),
+    seed=st.integers(0, 10_000),
+)
+def test_a_preprocessor_from_merged_statistics_equals_one_fitted_on_the_whole_frame(
+    n, levels, max_categories, impute, scaler, encoding, parts, seed
+):
+    from mlpipe.data.features import FeatureStats, build_preprocessor, preprocessor_from
+
+    rng = np.random.default_rng(seed)
+    # Few distinct values and levels: ties in counts exercise one-hot's tie-breaking.
+    frame = pd.DataFrame(
+        {
+            "a": rng.integers(0, 4, n).astype(float),
+            "b": rng.normal(size=n),
+            "c": rng.choice([f"l{i}" for i in range(levels)], n).astype(object),
+        }
+    )
+    frame.loc[rng.random(n) < 0.2, "a"] = np.nan
+    frame.loc[rng.random(n) < 0.1, "c"] = np.nan
+    schema = Schema(name="t", target="y", task="binary", numeric=["a", "b"], categorical=["c"])
+    cfg = FeatureConfig(
+        numeric_impute=impute,
+        scaler=scaler,
+        categorical_encoding=encoding,
+        max_categories=max_categories if max_categories else None,
+    )
+    reference = build_preprocessor(schema, cfg).fit(frame[schema.features])
+    stats = FeatureStats()
+    for rows in np.array_split(np.arange(n), parts):
+        stats = stats.merge(FeatureStats.of(frame.iloc[rows], schema, impute == "median"))
+    merged = preprocessor_from(stats, schema, cfg)
+    assert list(merged.get_feature_names_out()) == list(reference.get_feature_names_out())
+    np.testing.assert_allclose(
+        merged.transform(frame[schema.features]),
+        reference.transform(frame[schema.features]),
+        rtol=1e-9,
+        atol=1e-9,
+    )
+
+
+def test_a_median_beyond_the_exact_limit_comes_from_a_sketch(monkeypatch):
+    from mlpipe.data import features
+
+    monkeypatch.setattr(features, "EXACT_MEDIAN_VALUES", 1000)
+    values = np.random.default_rng(0).exponential(size=50_000)
+    stats = features.FeatureStats()
+    schema = Schema(name="t", target="y", task="binary", numeric=["x"], categorical=[])
+    for chunk in np.array_split(values, 7):
+        stats = stats.merge(features.FeatureStats.of(pd.DataFrame({"x": chunk}), schema))
+    assert stats.medians["x"].sketch is not None
+    median = stats.medians["x"].value()
+    rank = (values < median).mean()
+    assert abs(rank - 0.5) < 0.01, rank

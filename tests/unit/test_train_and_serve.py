@@ -8,7 +8,7 @@ import torch
 from mlpipe.config import FeatureConfig, TrainConfig
 from mlpipe.data.features import fit_features
 from mlpipe.errors import ConfigError, TrainingError
-from mlpipe.learn.train import encode_target, fit, fit_baseline, fit_network
+from mlpipe.learn.train import Rows, encode_target, fit, fit_baseline, fit_network
 from mlpipe.serving.nets import MLP, SmallCNN, build_network
 from mlpipe.serving.predictor import IntegrityError, Predictor, sha256_file, verify
 from mlpipe.serving.schema import Schema
@@ -31,8 +31,12 @@ def spec(task: str = "multiclass", n_out: int = 3) -> dict:
 def test_same_seed_same_weights_and_history():
     x, y = blobs()
     cfg = TrainConfig(max_epochs=5, batch_size=32)
-    net_a, hist_a, _ = fit_network(x[:200], y[:200], x[200:], y[200:], spec(), cfg, seed=3)
-    net_b, hist_b, _ = fit_network(x[:200], y[:200], x[200:], y[200:], spec(), cfg, seed=3)
+    net_a, hist_a, _ = fit_network(
+        Rows.of(x[:200], y[:200]), Rows.of(x[200:], y[200:]), spec(), cfg, seed=3
+    )
+    net_b, hist_b, _ = fit_network(
+        Rows.of(x[:200], y[:200]), Rows.of(x[200:], y[200:]), spec(), cfg, seed=3
+    )
     assert hist_a == hist_b, "same seed must give the same learning curve"
     for a, b in zip(net_a.state_dict().values(), net_b.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -42,10 +46,8 @@ def test_learns_separable_classes_and_reports_each_epoch():
     x, y = blobs()
     seen: list[dict] = []
     _net, history, best = fit_network(
-        x[:200],
-        y[:200],
-        x[200:],
-        y[200:],
+        Rows.of(x[:200], y[:200]),
+        Rows.of(x[200:], y[200:]),
         spec(),
         TrainConfig(max_epochs=40, learning_rate=0.01),
         0,
@@ -61,7 +63,9 @@ def test_early_stopping_stops_before_max_epochs():
     # Random labels: validation loss cannot keep improving, so patience ends training.
     y_noise = np.random.default_rng(1).integers(0, 3, len(y))
     cfg = TrainConfig(max_epochs=200, patience=3, learning_rate=0.01)
-    _, history, best = fit_network(x[:200], y_noise[:200], x[200:], y_noise[200:], spec(), cfg, 0)
+    _, history, best = fit_network(
+        Rows.of(x[:200], y_noise[:200]), Rows.of(x[200:], y_noise[200:]), spec(), cfg, 0
+    )
     assert len(history) < 200 and len(history) - best == 3
 
 
@@ -70,7 +74,11 @@ def test_regression_network_fits_a_line():
     x = rng.normal(size=(300, 4)).astype(np.float32)
     y = (x @ np.array([1.0, -2.0, 0.5, 0.0], dtype=np.float32)).astype(np.float32)
     _net, history, _ = fit_network(
-        x[:250], y[:250], x[250:], y[250:], spec("regression", 1), TrainConfig(max_epochs=60), 0
+        Rows.of(x[:250], y[:250]),
+        Rows.of(x[250:], y[250:]),
+        spec("regression", 1),
+        TrainConfig(max_epochs=60),
+        0,
     )
     assert history[-1]["val_loss"] < 0.1 * float(np.var(y))
     assert "val_accuracy" not in history[-1]
@@ -120,14 +128,16 @@ def test_a_diverging_network_stops_with_one_clear_error():
     with pytest.raises(
         TrainingError, match=r"diverged at epoch \d+ .*learning_rate \(now 1e\+12\)"
     ):
-        fit_network(x[:200], y[:200], x[200:], y[200:], spec(), cfg, 0)
+        fit_network(Rows.of(x[:200], y[:200]), Rows.of(x[200:], y[200:]), spec(), cfg, 0)
 
 
 def test_cuda_without_a_gpu_is_a_config_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match=r"train\.device=cuda"):
-        fit_network(*blobs(40)[:2], *blobs(20)[:2], spec(), TrainConfig(device="cuda"), 0)
+        fit_network(
+            Rows.of(*blobs(40)[:2]), Rows.of(*blobs(20)[:2]), spec(), TrainConfig(device="cuda"), 0
+        )
 
 
 def test_fit_returns_the_served_predictor_and_both_comparison_candidates():
@@ -215,15 +225,56 @@ def test_a_failing_baseline_fails_fit_with_its_own_error(monkeypatch: pytest.Mon
         fit(frame[:200], frame[200:250], schema, ["no", "yes"], cfg, FeatureConfig(), 0)
 
 
-def test_pre_transformed_rows_train_the_same_network():
+def _write_features(folder, x, y, parts):
+    from mlpipe.io.tables import PartitionWriter
+    from mlpipe.learn.train import TARGET_COLUMN
+
+    with PartitionWriter(folder) as writer:
+        for rows in np.array_split(np.arange(len(y)), parts):
+            out = pd.DataFrame(x[rows], columns=[f"f{i}" for i in range(x.shape[1])])
+            out[TARGET_COLUMN] = y[rows]
+            writer.write(out)
+        return writer.commit()
+
+
+def test_rows_on_disk_train_the_network_the_frames_train(tmp_path):
     from mlpipe.data.features import fit_features
+    from mlpipe.learn.train import encode_target, fit_rows
     from mlpipe.serving.predictor import transform
 
     frame, schema = small_task()
     cfg = TrainConfig(max_epochs=3, hidden_layers=[8])
+    classes = ["no", "yes"]
     pre, x_train = fit_features(frame[:200], schema, FeatureConfig())
     x_val = transform(pre, schema, frame[200:250])
-    args = (frame[:200], frame[200:250], schema, ["no", "yes"], cfg)
-    direct = fit(*args, FeatureConfig(), 0)
-    handed = fit(*args, pre, 0, transformed=(x_train, x_val))
+    y_train = encode_target(frame[:200][schema.target], classes)
+    y_val = encode_target(frame[200:250][schema.target], classes)
+    direct = fit(frame[:200], frame[200:250], schema, classes, cfg, FeatureConfig(), 0)
+    train = Rows.on_disk(_write_features(tmp_path / "t", x_train, y_train, 1))
+    val = Rows.on_disk(_write_features(tmp_path / "v", x_val, y_val, 1))
+    handed = fit_rows(train, val, pre, schema, classes, cfg, 0)
     assert direct.history == handed.history
+    assert handed.baseline_rows == 200
+
+    # Several partitions: visited in a seeded order, each shuffled; the same rows are learned.
+    train = Rows.on_disk(_write_features(tmp_path / "t3", x_train, y_train, 3))
+    val = Rows.on_disk(_write_features(tmp_path / "v2", x_val, y_val, 2))
+    assert (len(train), train.rows, len(val), val.rows) == (3, 200, 2, 50)
+    first = fit_rows(train, val, pre, schema, classes, cfg, 0)
+    again = fit_rows(train, val, pre, schema, classes, cfg, 0)
+    assert first.history == again.history, "seeded: the same order every time"
+    assert first.history[-1]["train_loss"] < first.history[0]["train_loss"] * 1.05
+    assert first.trivial.class_prior_ == pytest.approx(direct.trivial.class_prior_)
+
+
+def test_the_baseline_trains_on_a_bounded_uniform_sample(tmp_path, monkeypatch):
+    from mlpipe.learn import train as train_module
+
+    monkeypatch.setattr(train_module, "BASELINE_MAX_ROWS", 90)
+    x = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+    y = np.arange(300) % 2
+    rows = Rows.on_disk(_write_features(tmp_path / "t", x, y, 3))
+    x_head, y_head = rows.head(90)
+    assert len(y_head) == 90 and x_head.shape == (90, 3)
+    np.testing.assert_array_equal(x_head[:30], x[:30])
+    np.testing.assert_array_equal(x_head[30:60], x[100:130])
