@@ -17,7 +17,9 @@ baseline); ``mlpipe train`` gets only the epochs, the seed and the thread count.
 
 Each side runs in a child process measured alone (wall, CPU of the process tree, peak RSS of
 its largest process); the script prints both and the ratios, and checks that the two reached
-the same test accuracy and per-epoch training losses.
+the same test accuracy and per-epoch training losses (up to 1M rows: one partition, so the
+same batch order; above, mlpipe visits its partitions in a seeded order and only the
+accuracies are compared).
 
 Usage:
     .venv/bin/python bench/scale.py --rows 1000000 --epochs 3
@@ -45,6 +47,7 @@ CATEGORICAL = [f"cat_{i}" for i in range(len(LEVELS))]
 TARGET = "label"
 CLASSES = ["alpha", "beta", "gamma"]
 BLOCK_ROWS = 500_000
+PARTITION_ROWS = 1_000_000  # mlpipe's default dataset.partition_rows
 
 
 def generate(path: Path, rows: int, seed: int = 0) -> None:
@@ -267,8 +270,12 @@ def main() -> None:
               f"{rss:>11}  {accuracy:.4f}, [{shown}]")  # fmt: skip
     if len(checks) == 2:
         (a1, l1), (a2, l2) = checks.values()
-        same = abs(a1 - a2) < 1e-9 and np.allclose(l1, l2, rtol=1e-4)
-        print("same test accuracy and losses: " + ("yes" if same else "NO"))
+        if args.rows <= PARTITION_ROWS:
+            same = abs(a1 - a2) < 1e-9 and np.allclose(l1, l2, rtol=1e-4)
+            print("same test accuracy and losses: " + ("yes" if same else "NO"))
+        else:
+            # Several partitions: mlpipe visits them in a seeded order, so batches differ.
+            print(f"test accuracy difference: {a2 - a1:+.4f} (batch orders differ)")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -860,7 +860,49 @@ def _unified(types: list[Any]) -> Any:
     return pa.large_string()
 
 
-class PartitionWriter:
+class _DatasetWriter:
+    """A partitioned dataset written into a hidden folder beside ``path``, renamed on commit.
+
+    Leaving the ``with`` block by an exception, or without committing, deletes it.
+    """
+
+    def __init__(self, path: str | Path):
+        import uuid
+
+        self.path = Path(path)
+        self.partial = self.path.with_name(
+            f".{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
+        )
+        with _naming(self.path):
+            self.partial.mkdir(parents=True)
+        self.rows = 0
+
+    def _close(self) -> None:
+        """Finish what is written (subclasses)."""
+
+    def _publish(self) -> str:
+        if not self.rows:
+            raise DataError(f"no rows to write to {self.path}")
+        with _naming(self.path):
+            os.replace(self.partial, self.path)
+        return str(self.path)
+
+    def abort(self) -> None:
+        """Delete everything written."""
+        import shutil
+
+        self._close()
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None or self.partial.exists():
+            self.abort()
+
+
+class PartitionWriter(_DatasetWriter):
     """Writes a partitioned Parquet dataset that appears, whole, only on :meth:`commit`.
 
     Frames of any size go in; partitions of ``rows`` rows (the last one smaller) come out as
@@ -876,16 +918,8 @@ class PartitionWriter:
     """
 
     def __init__(self, path: str | Path, rows: int | None = None):
-        import uuid
-
-        self.path = Path(path)
+        super().__init__(path)
         self.rows_per_part = rows or 0
-        self.partial = self.path.with_name(
-            f".{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
-        )
-        with _naming(self.path):
-            self.partial.mkdir(parents=True)
-        self.rows = 0
         self.parts = 0
         self.digest = Digest()
         self.as_text: list[str] = []  # columns read as other types in some parts, made text
@@ -967,33 +1001,18 @@ class PartitionWriter:
         """
         if self._buffered:
             self._flush(self._buffered)
-        if not self.parts:
-            raise DataError(f"no rows to write to {self.path}")
-        if self._unify():
+        if self.parts and self._unify():
             # Types changed under rows already digested: digest the converted rows.
             self.digest = Digest()
             for frame in iter_partitions(self.partial):
                 self.digest.update(frame)
-        with _naming(self.path):
-            os.replace(self.partial, self.path)
-        return str(self.path)
+        return self._publish()
 
-    def abort(self) -> None:
-        """Delete everything written."""
-        import shutil
-
+    def _close(self) -> None:
         self._buffer = []
-        shutil.rmtree(self.partial, ignore_errors=True)
-
-    def __enter__(self) -> PartitionWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        if exc_type is not None or self.partial.exists():
-            self.abort()
 
 
-class BucketWriter:
+class BucketWriter(_DatasetWriter):
     """Writes rows into ``buckets`` partitions by a bucket number per row; see PartitionWriter.
 
     Each bucket is one Parquet file (``part-00000.parquet``, ...) that grows by a row group
@@ -1003,16 +1022,8 @@ class BucketWriter:
     """
 
     def __init__(self, path: str | Path, buckets: int):
-        import uuid
-
-        self.path = Path(path)
+        super().__init__(path)
         self.buckets = buckets
-        self.partial = self.path.with_name(
-            f".{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
-        )
-        with _naming(self.path):
-            self.partial.mkdir(parents=True)
-        self.rows = 0
         self._writers: dict[int, Any] = {}
         self._schema: Any = None
 
@@ -1053,22 +1064,4 @@ class BucketWriter:
             DataError: No rows were written.
         """
         self._close()
-        if not self.rows:
-            raise DataError(f"no rows to write to {self.path}")
-        with _naming(self.path):
-            os.replace(self.partial, self.path)
-        return str(self.path)
-
-    def abort(self) -> None:
-        """Delete everything written."""
-        import shutil
-
-        self._close()
-        shutil.rmtree(self.partial, ignore_errors=True)
-
-    def __enter__(self) -> BucketWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        if exc_type is not None or self.partial.exists():
-            self.abort()
+        return self._publish()
