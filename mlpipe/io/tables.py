@@ -894,7 +894,7 @@ class _DatasetWriter:
         self._close()
         shutil.rmtree(self.partial, ignore_errors=True)
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
