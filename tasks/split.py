@@ -15,6 +15,7 @@ from mlpipe.io.tables import BucketWriter, PartitionWriter, iter_partitions, par
 from mlpipe.registry import SPLIT_TAG
 
 log = logging.getLogger("mlpipe.split")
+MAX_TRAIN_PARTITIONS = 256
 
 
 @task(name="split")
@@ -28,8 +29,9 @@ def split_data(data: CleanedData, cfg: SplitConfig, run: RunContext) -> Splits:
     classify = schema.task != "regression"
     spec = split_spec(cfg, schema)
     tally = SplitTally()
-    # As many training partitions as cleaned ones, each a uniform sample of the rows.
-    n = len(partition_files(data.path))
+    # As many training partitions as cleaned ones (each a uniform sample of the rows), but
+    # few enough files open at once for any system's limit.
+    n = min(len(partition_files(data.path)), MAX_TRAIN_PARTITIONS)
     with (
         BucketWriter(run.path("train"), n) as train_rows,
         PartitionWriter(run.path("val")) as val_rows,

@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any
 
+import pyarrow.parquet as pq
 from prefect import task
 
 from mlpipe.config import ValidationConfig
@@ -16,6 +17,7 @@ from mlpipe.io.tables import PartitionWriter, iter_partitions, partition_files, 
 from mlpipe.orchestration import publish_markdown
 from mlpipe.quality.fastcheck import repeated_values
 from mlpipe.quality.gate import PartitionGate, failure_message, whole_table_only
+from mlpipe.quality.gx import check_suite
 from mlpipe.quality.suites import training_suite, without_unvalidated
 from mlpipe.registry import SUITE_ARTIFACT
 from mlpipe.reports.validation import render_html, render_markdown
@@ -48,7 +50,7 @@ def validate_data(
         report = gate.report()
         outcome = gate.outcome(report)
         quarantine_path = quarantine.commit() if quarantine.rows else None
-        path = passing.commit() if outcome.passed else None
+        path = passing.commit() if outcome.passed and passing.rows else None
     if quarantine_path is not None:
         # A folder of partitions, under the name reviewers know (pandas reads it whole).
         tracking.log_artifact(run.run_id, quarantine_path, "validation/quarantine.parquet")
@@ -82,7 +84,11 @@ def validate_data(
         outcome.rows_quarantined,
         100 * outcome.quarantine_rate,
     )
-    assert path is not None  # the gate passed
+    if path is None:
+        raise DataValidationError(
+            f"data validation left no rows: all {outcome.rows_in} rows were quarantined "
+            f"(reasons: {', '.join(list(outcome.reasons)[:3])})"
+        )
     return ValidatedData(
         path=path, dataset=schema, gate=outcome, suite_path=stored, quarantine_path=quarantine_path
     )
@@ -96,6 +102,7 @@ def _repeated(path: str, suite: dict[str, Any]) -> dict[str, Any] | None:
     """
     if len(partition_files(path)) < 2:
         return None
+    check_suite(suite)  # an unknown type is named as such, not as a whole-table check
     whole = whole_table_only(suite)
     if whole:
         raise ConfigError(
@@ -103,11 +110,14 @@ def _repeated(path: str, suite: dict[str, Any]) -> dict[str, Any] | None:
             "read in partitions: remove them from the suite, or raise dataset.partition_rows "
             "above the table's rows"
         )
+    present = set(pq.read_schema(partition_files(path)[0]).names)
     columns = sorted(
         {
-            str(e["kwargs"]["column"])
+            str(column)
             for e in suite["expectations"]
             if e["type"] == "expect_column_values_to_be_unique"
+            # A missing or absent column is reported by the check itself.
+            and (column := (e.get("kwargs") or {}).get("column")) in present
         }
     )
     return repeated_values(iter_partitions(path, columns), columns) if columns else None

@@ -32,6 +32,7 @@ SAMPLE_ROWS = 100_000
 MAX_TRACKED_LABELS = 100_000
 
 log = logging.getLogger("mlpipe.load")
+PROGRESS_SECONDS = 30  # a progress line at most this often
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -259,7 +260,8 @@ def _ingest(
     csv = not is_builtin(spec.source) and not is_dataset(spec.source)
     csv = csv and Path(spec.source).suffix.lower() in CSV_SUFFIXES
     profile: Profile | None = None
-    started, report = time.monotonic(), 10 * rows
+    started = time.monotonic()
+    report = started + PROGRESS_SECONDS
     with PartitionWriter(out, rows) as writer:
         for block in iter_source(spec, rows, text):
             if block.shape[1] == 0:
@@ -267,9 +269,9 @@ def _ingest(
             part = Profile.of(block, target, start=profile.rows if profile else 0)
             profile = part if profile is None else profile.merge(part)
             writer.write(block)
-            if profile.rows >= report:
+            if time.monotonic() >= report:
                 log.info("read %d rows (%.0f s)", profile.rows, time.monotonic() - started)
-                report += 10 * rows
+                report += PROGRESS_SECONDS
         if profile is None or profile.rows == 0:
             raise DataError(f"data file has a header but no rows: {spec.source}")
         path = writer.commit()

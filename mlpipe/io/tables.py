@@ -510,7 +510,11 @@ def _iter_dataset(path: str | Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         schema = _unified_schema(dataset.schema, files)
         dataset = ds.dataset(names, schema=schema, **options)
         warned = False
-        for batch in dataset.to_batches(batch_size=chunk_rows, use_threads=False):
+        scan = ds.ParquetFragmentScanOptions(pre_buffer=False)  # see iter_table
+        batches = dataset.to_batches(
+            batch_size=chunk_rows, use_threads=False, fragment_scan_options=scan
+        )
+        for batch in batches:
             if batch.num_rows:
                 table = pa.Table.from_batches([batch])
                 yield normalise(_parquet_to_frame(table, where, quiet=warned), where)
@@ -590,7 +594,8 @@ def iter_table(
     p = check_readable(path)
     if table_format(p) == "parquet":
         try:
-            source = pq.ParquetFile(p)
+            # pre_buffer keeps every column chunk it read alive: memory would grow with the file.
+            source = pq.ParquetFile(p, pre_buffer=False)
             for i, batch in enumerate(source.iter_batches(batch_size=chunk_rows)):
                 table = pa.Table.from_batches([batch])
                 yield normalise(_parquet_to_frame(table, p, quiet=i > 0), p)

@@ -152,19 +152,25 @@ class Rows:
         )
 
     def head(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """At most ``rows`` rows, taken from every partition in proportion to its size.
+        """At most ``rows`` rows, spread evenly over every partition, in proportion to its size.
 
-        The features stage's training partitions are uniform samples of the rows (scattered by
-        hash), so this is a uniform sample; all rows when there are at most ``rows``.
+        Rows are taken at even steps through each partition (a partition keeps the source's
+        order), so a sorted source still gives a uniform sample; all rows when there are at
+        most ``rows``.
         """
         if self.rows <= rows:
             parts = [self.partition(i) for i in range(len(self))]
         else:
+            # Largest remainders: the shares add up to exactly ``rows``.
+            exact = np.array(self.sizes, dtype=np.float64) * rows / self.rows
+            takes = np.floor(exact).astype(np.int64)
+            takes[np.argsort(takes - exact)[: rows - int(takes.sum())]] += 1
             parts = []
-            for i, size in enumerate(self.sizes):
-                take = math.ceil(rows * size / self.rows)
-                x, y = self.partition(i)
-                parts.append((x[:take], y[:take]))
+            for i, (size, take) in enumerate(zip(self.sizes, takes, strict=True)):
+                if take:
+                    x, y = self.partition(i)
+                    at = np.linspace(0, size - 1, take).round().astype(np.int64)
+                    parts.append((x[at], y[at]))
         if len(parts) == 1:
             return parts[0]
         return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])

@@ -164,12 +164,16 @@ def _columns_match_list(frame: pd.DataFrame, exp: dict[str, Any]) -> Expectation
     return _column_level(exp, have == [str(c) for c in exp["kwargs"]["column_list"]], have)
 
 
+def row_count_ok(rows: int, kwargs: dict[str, Any]) -> bool:
+    """Whether ``rows`` satisfies a row-count expectation's bounds (strict ones included)."""
+    lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+    above = lo is None or (rows > lo if kwargs.get("strict_min") else rows >= lo)
+    below = hi is None or (rows < hi if kwargs.get("strict_max") else rows <= hi)
+    return bool(above and below)
+
+
 def _row_count(frame: pd.DataFrame, exp: dict[str, Any]) -> ExpectationResult:
-    kw = exp["kwargs"]
-    n = len(frame)
-    lo, hi = kw.get("min_value"), kw.get("max_value")
-    success = (lo is None or n >= lo) and (hi is None or n <= hi)
-    return _column_level(exp, bool(success), n)
+    return _column_level(exp, row_count_ok(len(frame), exp["kwargs"]), len(frame))
 
 
 HANDLERS: dict[str, Handler] = {

@@ -77,6 +77,7 @@ _STRUCTURE = {
 
 def _mergeable(kind: str) -> bool:
     per_value = kind.startswith("expect_column_values_to_") and kind not in _ACROSS_ROWS
+    per_value = per_value or kind.startswith("expect_column_value_lengths_to_")
     return per_value or kind in _STRUCTURE or kind == _ROW_COUNT
 
 
@@ -101,10 +102,8 @@ def _merge(a: ExpectationResult, b: ExpectationResult, exp: dict[str, Any]) -> E
         return a if not a.success else b
     if kind == _ROW_COUNT:
         rows = int(a.observed or 0) + int(b.observed or 0)
-        kw = exp.get("kwargs", {})
-        lo, hi = kw.get("min_value"), kw.get("max_value")
-        ok = (lo is None or rows >= lo) and (hi is None or rows <= hi)
-        return a.model_copy(update={"observed": rows, "success": bool(ok)})
+        ok = fastcheck.row_count_ok(rows, exp.get("kwargs", {}))
+        return a.model_copy(update={"observed": rows, "success": ok})
     count, total = a.unexpected_count + b.unexpected_count, a.total + b.total
     share = float((exp.get("kwargs") or {}).get("mostly", 1.0))
     return a.model_copy(

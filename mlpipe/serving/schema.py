@@ -53,6 +53,9 @@ def to_numbers(series: pd.Series) -> pd.Series:
     """A column as float64: numbers stay, text is parsed, anything else (and +/-inf) is NaN."""
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
         values = series.astype("float64")
+    elif series.dtype == object and pd.api.types.infer_dtype(series) == "boolean":
+        # Flags with a missing value read as objects (True/False/None): still 1/0.
+        values = series.astype("float64")
     else:
         text = series.astype("str").str.strip()
         values = pd.to_numeric(text, errors="coerce").astype("float64")

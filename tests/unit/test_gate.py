@@ -193,3 +193,25 @@ def test_whole_table_expectations_are_named():
     )
     assert whole_table_only(suite) == ["expect_column_mean_to_be_between"]
     assert whole_table_only(_streaming_suite()) == []
+
+
+@pytest.mark.parametrize("parts", [1, 4])
+def test_strict_row_count_bounds_hold_over_partitions(parts):
+    from mlpipe.quality.gate import PartitionGate
+
+    suite = {
+        "name": "t",
+        "expectations": [
+            {
+                "type": "expect_table_row_count_to_be_between",
+                "kwargs": {"min_value": 10, "max_value": 100, "strict_max": True},
+            }
+        ],
+    }
+    data = pd.DataFrame({"x": np.arange(100.0)})
+    gate = PartitionGate(suite, "fast", 0.0)
+    for rows in np.array_split(np.arange(100), parts):
+        gate.add(data.iloc[rows])
+    report = gate.report()
+    assert not report.success and report.results[0].observed == 100
+    assert not evaluate(data, suite).success, "the whole table: 100 is not < 100 either"

@@ -237,3 +237,10 @@ def test_roles_inferred_on_a_sample_match_the_whole_table(monkeypatch: pytest.Mo
     assert sampled.identifiers == ["ticket"], "the whole column was checked, not the sample"
     assert "almost_unique" in sampled.numeric, "unique in a sample, repeated in the table"
     assert sampled.leakage == ["stamp"]
+
+
+def test_flags_with_missing_values_read_as_numbers():
+    from mlpipe.serving.schema import to_numbers
+
+    flags = pd.Series([True, None, False], dtype=object)  # how a part with a gap reads back
+    assert to_numbers(flags).tolist()[::2] == [1.0, 0.0] and to_numbers(flags).isna()[1]
