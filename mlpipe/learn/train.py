@@ -131,6 +131,16 @@ class Rows:
     def __len__(self) -> int:
         return len(self.sizes)
 
+    @property
+    def width(self) -> int:
+        """Feature columns (from the first partition's schema when on disk: nothing is read)."""
+        if self._arrays is not None:
+            return int(self._arrays[0][0].shape[1])
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(self._paths[0]).names  # type: ignore[index]
+        return len([n for n in names if n != TARGET_COLUMN])
+
     def partition(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Partition ``i``: float32 features and the encoded targets."""
         if self._arrays is not None:
@@ -491,7 +501,7 @@ def fit_rows(
         mean, std = _target_moments(y_train)
         meta.update(target_mean=mean, target_std=std)
         standardise = (mean, std)
-    n_inputs = train.partition(0)[0].shape[1] if len(train) == 1 else _width(train)
+    n_inputs = train.width
     spec = network_spec(schema, n_inputs, classes, cfg)
     meta["network"] = spec
     spare = (os.cpu_count() or 1) - torch.get_num_threads()
@@ -523,11 +533,3 @@ def fit_rows(
         baseline_rows=baseline_rows,
         trivial=fit_trivial(y_train, classify),
     )
-
-
-def _width(rows: Rows) -> int:
-    """Feature columns of on-disk rows, from the first partition's schema."""
-    import pyarrow.parquet as pq
-
-    names = pq.read_schema(rows._paths[0]).names  # type: ignore[index]
-    return len([n for n in names if n != TARGET_COLUMN])
