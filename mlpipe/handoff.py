@@ -103,6 +103,8 @@ class Evaluation(_Frozen):
     primary_value: float
     higher_is_better: bool
     evidence: str
+    evidence_rows: str  # the raw test rows the evidence is about (Parquet)
+    test_rows: int
     baseline_kind: str | None = None
 
 
@@ -132,10 +134,13 @@ class TrainingResult(_Frozen):
 class Evidence:
     """Test-split evidence computed once by evaluation, read by promotion and the model card.
 
+    It covers the test rows, or a uniform sample of ``EVIDENCE_ROWS`` of them on larger test
+    splits (``Evaluation.evidence_rows`` holds those rows).
+
     Attributes:
-        y: Encoded test targets.
+        y: Encoded targets of the evidence rows.
         outputs: Outputs per candidate (``network``, ``baseline``, ``trivial``).
-        masks: Slice masks over the test rows (``class=<label>``, ``<column>=<value>``).
+        masks: Slice masks over the evidence rows (``class=<label>``, ``<column>=<value>``).
     """
 
     y: np.ndarray

@@ -15,7 +15,7 @@ from mlpipe.data.split import SplitSpec
 from mlpipe.errors import RegistryError
 from mlpipe.handoff import ServingModel
 from mlpipe.io import tracking
-from mlpipe.learn.drift import DriftReport, Profile, compare
+from mlpipe.learn.drift import DriftReport, Partitions, Profile, compare
 from mlpipe.serving.schema import Schema, coerce_features
 
 SCHEMA_ARTIFACT = "data/schema.json"
@@ -67,14 +67,18 @@ def champion_profile(model_name: str) -> tuple[str, Profile] | None:
 
 
 def measure_drift(
-    frame: pd.DataFrame, schema: Schema, model_name: str, cfg: DriftConfig
+    frames: Partitions, schema: Schema, model_name: str, cfg: DriftConfig
 ) -> tuple[str, DriftReport] | None:
-    """Drift of raw rows against the champion; ``None`` when there is nothing to compare to."""
+    """Drift of raw rows (a frame or its partitions) against the champion.
+
+    Returns ``None`` when there is nothing to compare to.
+    """
     found = champion_profile(model_name)
     if found is None:
         return None
     version, profile = found
-    coerced, _ = coerce_features(frame, schema)
+    parts = [frames] if isinstance(frames, pd.DataFrame) else frames
+    coerced = (coerce_features(frame, schema)[0] for frame in parts)
     return version, compare(profile, coerced, threshold=cfg.psi_threshold)
 
 

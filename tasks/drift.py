@@ -10,7 +10,7 @@ from mlpipe.config import DriftConfig
 from mlpipe.errors import DataDriftError
 from mlpipe.handoff import RunContext, Splits, ValidatedData
 from mlpipe.io import tracking
-from mlpipe.io.tables import read_parquet
+from mlpipe.io.tables import iter_partitions
 from mlpipe.learn.drift import DriftReport, build_profile
 from mlpipe.orchestration import publish_markdown
 from mlpipe.registry import PROFILE_ARTIFACT, measure_drift
@@ -26,7 +26,7 @@ def check_drift(
     """Compare the validated rows with the champion's profile; log; apply the drift gate."""
     if cfg.gate == "off":
         return None
-    measured = measure_drift(read_parquet(data.path), data.dataset, model_name, cfg)
+    measured = measure_drift(iter_partitions(data.path), data.dataset, model_name, cfg)
     if measured is None:
         log.info("no champion with a reference profile for %s: drift not measured", model_name)
         tracking.set_tags(run.run_id, {"mlpipe.drift.status": "not measured"})
@@ -68,6 +68,8 @@ def check_drift(
 @task(name="profile")
 def profile_training_data(splits: Splits, cfg: DriftConfig, run: RunContext) -> str:
     """Store the training split's profile on the run; the registered version points to it."""
-    profile = build_profile(read_parquet(splits.train), splits.dataset, bins=cfg.bins)
+    # The first training partition gives the bins: it is a uniform sample (rows scattered by hash).
+    columns = [*splits.dataset.numeric, *splits.dataset.categorical]
+    profile = build_profile(iter_partitions(splits.train, columns), splits.dataset, bins=cfg.bins)
     tracking.log_dict(run.run_id, profile.model_dump(mode="json"), PROFILE_ARTIFACT)
     return PROFILE_ARTIFACT

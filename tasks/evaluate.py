@@ -7,17 +7,19 @@ import logging
 import joblib
 from prefect import task
 
+from mlpipe.data.sampling import RowSample
 from mlpipe.errors import DataError
 from mlpipe.handoff import Evaluation, Evidence, RunContext, Splits, TrainedModels
 from mlpipe.io import tracking
-from mlpipe.io.tables import iter_partitions, read_parquet
-from mlpipe.learn.metrics import DEFAULT_PRIMARY, higher_is_better, score_all
+from mlpipe.io.tables import iter_partitions, write_parquet
+from mlpipe.learn.metrics import DEFAULT_PRIMARY, EVIDENCE_ROWS, Tally, higher_is_better
 from mlpipe.learn.promotion import slice_masks
 from mlpipe.learn.train import candidate_outputs, encode_target
 from mlpipe.reports import plots
 from mlpipe.serving.predictor import Predictor
 
 log = logging.getLogger("mlpipe.evaluate")
+EVIDENCE_SEED = 2  # the evidence sample's keys differ from the ingest sample's
 
 
 @task(name="evaluate")
@@ -31,23 +33,37 @@ def evaluate_models(
     """Score the served predictor (raw test rows in), the baseline and the trivial model."""
     schema = splits.dataset
     classify = schema.task != "regression"
-    test = read_parquet(splits.test)
     predictor = Predictor.load(models.predictor)
     candidates = joblib.load(models.candidates)
-    # The network is scored through the path serving uses: raw rows -> coercion -> net.
-    outputs = candidate_outputs(predictor, candidates["baseline"], candidates["trivial"], test)
-    y = encode_target(test[schema.target], splits.classes)
     n_classes = len(splits.classes) if splits.classes else None
+    tallies: dict[str, Tally] = {}
+    # Metrics are exact over every test row; the evidence (paired tests, intervals, slices,
+    # plots) is a uniform sample of at most EVIDENCE_ROWS of them.
+    sample = RowSample(EVIDENCE_ROWS, seed=EVIDENCE_SEED)
+    for part in iter_partitions(splits.test):
+        # The network is scored through the path serving uses: raw rows -> coercion -> net.
+        outputs = candidate_outputs(predictor, candidates["baseline"], candidates["trivial"], part)
+        y = encode_target(part[schema.target], splits.classes)
+        for name, out in outputs.items():
+            tallies.setdefault(name, Tally(schema.task, n_classes)).add(y, out)
+        sample.add(rows=part, y=y, **{f"out:{k}": v for k, v in outputs.items()})
     metrics: dict[str, float] = {}
     for name, prefix in (
         ("network", "test_"),
         ("baseline", "baseline_test_"),
         ("trivial", "trivial_test_"),
     ):
-        if name in outputs:
-            found = score_all(schema.task, y, outputs[name], n_classes)
-            metrics.update({f"{prefix}{k}": v for k, v in found.items()})
+        if name in tallies:
+            metrics.update({f"{prefix}{k}": v for k, v in tallies[name].metrics().items()})
     tracking.log_metrics(run.run_id, metrics)
+    test = sample.parts["rows"]
+    y = sample.parts["y"]
+    outputs = {k[4:]: v for k, v in sample.parts.items() if k.startswith("out:")}
+    tracking.log_metrics(run.run_id, {"evidence_rows": len(y)})
+    if not sample.complete:
+        log.info(
+            "metrics on all %d test rows; evidence on a uniform sample of %d", sample.rows, len(y)
+        )
 
     figures = {"learning_curves.png": plots.learning_curves(models.history, models.best_epoch)}
     net = outputs["network"]
@@ -69,6 +85,7 @@ def evaluate_models(
     columns = [s for s in slices if s != "class"]
     masks = slice_masks(test, y, splits.classes if "class" in slices else None, columns)
     evidence = Evidence(y=y, outputs=outputs, masks=masks).save(run.path("evidence.npz"))
+    evidence_rows = write_parquet(test, run.path("evidence_rows.parquet"))
     primary = primary_metric or DEFAULT_PRIMARY[schema.task]
     key = f"test_{primary}"
     if key not in metrics:
@@ -88,5 +105,7 @@ def evaluate_models(
         primary_value=metrics[key],
         higher_is_better=higher_is_better(primary),
         evidence=evidence,
+        evidence_rows=evidence_rows,
+        test_rows=sample.rows,
         baseline_kind=None if models.baseline_kind == "none" else models.baseline_kind,
     )

@@ -25,6 +25,7 @@ log = logging.getLogger("mlpipe.promote")
 SMOKE_ROWS = 50
 # Re-judge at most this often when other runs keep moving the alias meanwhile.
 MAX_ATTEMPTS = 3
+CHAMPION_CHUNK_ROWS = 100_000
 DECISION, PROMOTING = tracking.DECISION_TAG, tracking.PROMOTING
 
 
@@ -67,7 +68,7 @@ def _champion_evidence(
     schema: Schema,
     classes: list | None,
 ) -> ChampionEvidence:
-    """The champion's outputs on the challenger's test rows that it held out too."""
+    """The champion's outputs on the challenger's evidence rows that it held out too."""
     shared = np.zeros(len(test), dtype=bool)
     name = registration.model_name
     hint = (
@@ -86,8 +87,15 @@ def _champion_evidence(
     outputs = None
     if shared.any():
         rows = test.loc[shared, theirs.features]
+        uri = f"models:/{name}/{current.version}"
         try:
-            outputs = champion_outputs(f"models:/{name}/{current.version}", rows, classes)
+            # In chunks: scoring holds the transformed rows of one chunk at a time.
+            outputs = np.concatenate(
+                [
+                    champion_outputs(uri, rows.iloc[at : at + CHAMPION_CHUNK_ROWS], classes)
+                    for at in range(0, len(rows), CHAMPION_CHUNK_ROWS)
+                ]
+            )
         except TrackingError:
             raise
         except Exception as err:  # any failure to score means "not comparable"
@@ -119,7 +127,7 @@ def promote_model(
     """Judge the version; move `champion` by compare-and-set, re-judging if it moved meanwhile."""
     name, version = registration.model_name, registration.version
     evidence = Evidence.load(evaluation.evidence)
-    test = read_parquet(splits.test)
+    test = read_parquet(evaluation.evidence_rows)  # the test rows the evidence holds
     n_classes = len(splits.classes) if splits.classes else None
     metric = evaluation.primary_metric.removeprefix("test_")
     decision: PromotionDecision | None = None

@@ -20,6 +20,7 @@ import pandas as pd
 
 from mlpipe.config import DatasetSpec
 from mlpipe.data.datasets import is_builtin, iter_source
+from mlpipe.data.sampling import priorities, smallest
 from mlpipe.errors import DataError
 from mlpipe.io.tables import PartitionWriter
 from mlpipe.serving.schema import to_numbers
@@ -33,24 +34,6 @@ MAX_TRACKED_LABELS = 100_000
 
 log = logging.getLogger("mlpipe.load")
 PROGRESS_SECONDS = 30  # a progress line at most this often
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def priorities(start: int, rows: int, seed: int = 0) -> np.ndarray:
-    """A pseudo-random 64-bit key per row, a pure function of its position and ``seed``.
-
-    The sample is the rows with the smallest keys, so it is the same whatever the partition
-    sizes (splitmix64 of the row's position).
-    """
-    with np.errstate(over="ignore"):
-        x = np.arange(start, start + rows, dtype=np.uint64) + np.uint64(seed + 1) * _GOLDEN
-        x ^= x >> np.uint64(30)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(27)
-        x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
-    return x
 
 
 @dataclass
@@ -84,9 +67,7 @@ class Profile:
     ) -> Profile:
         """Profile one partition whose first row is row ``start`` of the table."""
         keys = priorities(start, len(frame))
-        keep = np.arange(len(frame))
-        if len(frame) > size:
-            keep = np.sort(np.argpartition(keys, size - 1)[:size])
+        keep = smallest(keys, size)
         counts = None
         if target is not None and target in frame.columns:
             counts = frame[target].value_counts(dropna=True, sort=False)
@@ -119,9 +100,7 @@ class Profile:
                 counts = None
         sample = pd.concat([self.sample, later.sample], ignore_index=True)
         keys = np.concatenate([self.sample_keys, later.sample_keys])
-        keep = np.arange(len(sample))
-        if len(sample) > self.sample_size:
-            keep = np.sort(np.argpartition(keys, self.sample_size - 1)[: self.sample_size])
+        keep = smallest(keys, self.sample_size)
         abs_max = dict(self.abs_max)
         for col, value in later.abs_max.items():
             # NaN (an all-missing block) never wins a max.

@@ -10,7 +10,10 @@ AND significant, so large samples do not flag trivial shifts.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable, Iterator
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -18,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from mlpipe.data.sampling import RowSample
 from mlpipe.serving.schema import Schema
 
 EPS = 1e-4  # smoothing of empty bins (PSI and chi-square need non-zero shares)
@@ -109,52 +113,115 @@ class DriftReport(BaseModel):
         return "\n".join(lines) + "\n"
 
 
-def _numeric_shares(values: pd.Series, edges: list[float]) -> np.ndarray:
-    present = values.dropna().to_numpy(dtype=float)
-    counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
-    total = max(len(values), 1)
-    return np.append(counts, len(values) - len(present)) / total
+Partitions: TypeAlias = pd.DataFrame | Iterable[pd.DataFrame]
+# Rows whose numeric values give the new data's quantiles (the Wasserstein distance) at most: a
+# uniform sample beyond. Shares, PSI and the chi-square test count every row.
+QUANTILE_SAMPLE_ROWS = 200_000
 
 
-def _categorical_shares(values: pd.Series, known: list[str]) -> dict[str, float]:
-    total = max(len(values), 1)
-    text = values.dropna().astype(str)
-    counts = text.value_counts()
-    shares = {k: float(counts.get(k, 0)) / total for k in known if k not in (OTHER, MISSING)}
-    shares[OTHER] = float(counts[~counts.index.isin(known)].sum()) / total
-    shares[MISSING] = float(values.isna().sum()) / total
-    return shares
+def _parts(frames: Partitions) -> Iterator[pd.DataFrame]:
+    """A frame is the one-partition case."""
+    if isinstance(frames, pd.DataFrame):
+        yield frames
+    else:
+        yield from frames
 
 
-def build_profile(frame: pd.DataFrame, schema: Schema, bins: int = 10) -> Profile:
-    """Profile the feature columns of (coerced) training rows.
+class _Counts:
+    """Mergeable counts of a table seen in partitions.
+
+    Per numeric column the rows per bin (then the missing ones); per categorical column the
+    rows per present value and the missing rows.
+    """
+
+    def __init__(self, edges: dict[str, list[float]], categorical: list[str]) -> None:
+        self.rows = 0
+        self.edges = edges
+        self.bins = {c: np.zeros(len(e) + 2, dtype=np.int64) for c, e in edges.items()}
+        self.levels = {c: pd.Series(dtype="int64") for c in categorical}
+        self.missing = dict.fromkeys(categorical, 0)
+
+    def add(self, frame: pd.DataFrame) -> None:
+        self.rows += len(frame)
+        for col, edges in self.edges.items():
+            if col not in frame.columns:
+                continue
+            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+            present = values[~np.isnan(values)]
+            at = np.searchsorted(edges, present, side="right")
+            self.bins[col][: len(edges) + 1] += np.bincount(at, minlength=len(edges) + 1)
+            self.bins[col][-1] += len(values) - len(present)
+        for col in self.levels:
+            if col not in frame.columns:
+                continue
+            text = frame[col].dropna().astype(str)
+            self.levels[col] = self.levels[col].add(text.value_counts(), fill_value=0)
+            self.missing[col] += int(frame[col].isna().sum())
+
+    def numeric_shares(self, col: str) -> np.ndarray:
+        return self.bins[col] / max(self.rows, 1)
+
+    def top(self, col: str, limit: int) -> list[str]:
+        """The ``limit`` most frequent values; ties by value, the same for any partitioning."""
+        counts = self.levels[col]
+        order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [str(k) for k, _ in order[:limit]]
+
+    def categorical_shares(self, col: str, known: list[str]) -> dict[str, float]:
+        total = max(self.rows, 1)
+        counts = self.levels[col]
+        named = [k for k in known if k not in (OTHER, MISSING)]
+        shares = {k: float(counts.get(k, 0)) / total for k in named}
+        shares[OTHER] = float(counts[~counts.index.isin(named)].sum()) / total
+        shares[MISSING] = float(self.missing[col]) / total
+        return shares
+
+
+def build_profile(frames: Partitions, schema: Schema, bins: int = 10) -> Profile:
+    """Profile the feature columns of (coerced) training rows, one partition at a time.
+
+    Bin edges, quantiles and the spread come from the first partition (the whole table when it
+    is one; a training partition is a uniform sample of the training rows); the shares count
+    every row of every partition.
 
     Args:
-        frame: Training rows after cleaning (numeric columns are floats).
+        frames: Training rows after cleaning (numeric columns are floats): a frame, or its
+            partitions.
         schema: Column roles.
         bins: Number of quantile bins per numeric column.
 
     Returns:
         The profile.
     """
-    numeric: dict[str, NumericProfile] = {}
+    parts = _parts(frames)
+    first = next(parts, pd.DataFrame(columns=[*schema.numeric, *schema.categorical]))
+    shapes: dict[str, tuple[list[float], list[float], float]] = {}
     for col in schema.numeric:
-        values = pd.to_numeric(frame[col], errors="coerce")
-        present = values.dropna()
+        present = pd.to_numeric(first[col], errors="coerce").dropna()
         if present.empty:
             continue
         edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1))[1:-1]).tolist()
-        numeric[col] = NumericProfile(
+        quantiles = np.quantile(present, np.linspace(0, 1, 101)).tolist()
+        shapes[col] = (edges, quantiles, float(present.std()) if len(present) > 1 else 0.0)
+    counts = _Counts({c: s[0] for c, s in shapes.items()}, list(schema.categorical))
+    for frame in itertools.chain([first], parts):
+        counts.add(frame)
+    numeric = {
+        col: NumericProfile(
             edges=edges,
-            shares=_numeric_shares(values, edges).tolist(),
-            quantiles=np.quantile(present, np.linspace(0, 1, 101)).tolist(),
-            std=float(present.std()) if len(present) > 1 else 0.0,
+            shares=counts.numeric_shares(col).tolist(),
+            quantiles=quantiles,
+            std=std,
         )
-    categorical: dict[str, CategoricalProfile] = {}
-    for col in schema.categorical:
-        top = frame[col].dropna().astype(str).value_counts().index[:MAX_CATEGORIES].tolist()
-        categorical[col] = CategoricalProfile(shares=_categorical_shares(frame[col], top))
-    return Profile(rows=len(frame), numeric=numeric, categorical=categorical)
+        for col, (edges, quantiles, std) in shapes.items()
+    }
+    categorical = {
+        col: CategoricalProfile(
+            shares=counts.categorical_shares(col, counts.top(col, MAX_CATEGORIES))
+        )
+        for col in schema.categorical
+    }
+    return Profile(rows=counts.rows, numeric=numeric, categorical=categorical)
 
 
 def _psi_and_p(ref: np.ndarray, new: np.ndarray, n_new: int) -> tuple[float, float]:
@@ -171,28 +238,35 @@ def _psi_and_p(ref: np.ndarray, new: np.ndarray, n_new: int) -> tuple[float, flo
 
 
 def compare(
-    profile: Profile, frame: pd.DataFrame, threshold: float = 0.2, alpha: float = ALPHA
+    profile: Profile, frames: Partitions, threshold: float = 0.2, alpha: float = ALPHA
 ) -> DriftReport:
-    """Measure drift of ``frame`` (coerced feature columns) against a reference profile.
+    """Measure drift of new rows (coerced feature columns) against a reference profile.
 
     Args:
         profile: The champion's training profile.
-        frame: New rows; columns absent from ``frame`` are skipped.
+        frames: New rows: a frame, or its partitions (read once); columns absent from them
+            are skipped.
         threshold: PSI above which a (significant) shift counts as drift.
         alpha: Significance level after Benjamini-Hochberg correction.
 
     Returns:
         The drift report.
     """
+    counts = _Counts({c: p.edges for c, p in profile.numeric.items()}, list(profile.categorical))
+    sample = RowSample(QUANTILE_SAMPLE_ROWS)
+    columns: set[str] = set()
+    for frame in _parts(frames):
+        columns.update(frame.columns)
+        counts.add(frame)
+        present = [c for c in profile.numeric if c in frame.columns]
+        sample.add(rows=frame[present].apply(pd.to_numeric, errors="coerce"))
+    values = sample.parts.get("rows", pd.DataFrame())
     results: list[ColumnDrift] = []
     for col, num in profile.numeric.items():
-        if col not in frame.columns:
+        if col not in columns:
             continue
-        values = pd.to_numeric(frame[col], errors="coerce")
-        psi, p_value = _psi_and_p(
-            np.asarray(num.shares), _numeric_shares(values, num.edges), len(values)
-        )
-        present = values.dropna()
+        psi, p_value = _psi_and_p(np.asarray(num.shares), counts.numeric_shares(col), counts.rows)
+        present = values[col].dropna() if col in values.columns else pd.Series(dtype=float)
         distance = 0.0
         if len(present) and num.std > 0:
             new_q = np.quantile(present, np.linspace(0, 1, 101))
@@ -201,13 +275,13 @@ def compare(
             ColumnDrift(column=col, kind="numeric", psi=psi, distance=distance, p_value=p_value)
         )
     for col, cat in profile.categorical.items():
-        if col not in frame.columns:
+        if col not in columns:
             continue
         keys = list(cat.shares)
-        new = _categorical_shares(frame[col], keys)
+        new = counts.categorical_shares(col, keys)
         ref_v = np.array([cat.shares[k] for k in keys])
         new_v = np.array([new[k] for k in keys])
-        psi, p_value = _psi_and_p(ref_v, new_v, len(frame))
+        psi, p_value = _psi_and_p(ref_v, new_v, counts.rows)
         js = float(jensenshannon(np.clip(ref_v, EPS, None), np.clip(new_v, EPS, None), base=2))
         results.append(
             ColumnDrift(column=col, kind="categorical", psi=psi, distance=js, p_value=p_value)
@@ -224,5 +298,5 @@ def compare(
             for r, a in zip(results, adjusted, strict=True)
         ]
     return DriftReport(
-        rows=len(frame), reference_rows=profile.rows, threshold=threshold, columns=results
+        rows=counts.rows, reference_rows=profile.rows, threshold=threshold, columns=results
     )

@@ -255,6 +255,90 @@ def score_all(
     return out
 
 
+class Tally:
+    """Mergeable sums from which every metric of a task is computed over rows seen in parts.
+
+    Accuracy and macro F1 come from a confusion matrix, log loss from a sum of per-row terms,
+    RMSE, MAE and R2 from sums and Chan-merged moments of the target: exact whatever the
+    partitioning (up to float summation order). ROC AUC needs the ranking of all scores, so
+    the scores are kept (float32: 4 bytes per row and class, 1 class when binary) and the AUC
+    is scikit-learn's on them.
+    """
+
+    def __init__(self, task: str, n_classes: int | None) -> None:
+        """An empty tally for ``task`` (``n_classes`` for classification)."""
+        self.task = task
+        self.k = n_classes or 0
+        self.rows = 0
+        self.confusion = np.zeros((self.k, self.k), dtype=np.int64)
+        self.log_loss = 0.0
+        self.labels: list[np.ndarray] = []
+        self.scores: list[np.ndarray] = []
+        self.sse = self.sae = self.mean = self.m2 = 0.0
+
+    def add(self, y: np.ndarray, outputs: np.ndarray) -> None:
+        """Add rows: targets (class indices or values) and the model's outputs on them."""
+        n = len(y)
+        if not n:
+            return
+        if self.task in _CLASSIFY:
+            codes = y.astype(np.int64) * self.k + outputs.argmax(axis=1)
+            self.confusion += np.bincount(codes, minlength=self.k * self.k).reshape(self.k, -1)
+            self.log_loss += float(-np.log(_true_class_proba(y, outputs)).sum())
+            self.labels.append(y.astype(np.int32))
+            kept = outputs[:, 1:] if outputs.shape[1] == 2 else outputs
+            self.scores.append(kept.astype(np.float32))
+        else:
+            y64 = np.asarray(y, dtype=np.float64)
+            err = y64 - np.asarray(outputs, dtype=np.float64)
+            self.sse += float(err @ err)
+            self.sae += float(np.abs(err).sum())
+            mean = float(y64.mean())
+            m2 = float(((y64 - mean) ** 2).sum())
+            total = self.rows + n
+            delta = mean - self.mean
+            self.m2 += m2 + delta**2 * self.rows * n / total
+            self.mean += delta * n / total
+        self.rows += n
+
+    def metrics(self) -> dict[str, float]:
+        """Every metric of the task defined on the rows seen (as :func:`score_all`)."""
+        if not self.rows:
+            return {}
+        n = self.rows
+        if self.task not in _CLASSIFY:
+            out = {"rmse": float(np.sqrt(self.sse / n)), "mae": self.sae / n}
+            if n > 1:  # scikit-learn: 1 when the target is constant and fitted exactly, else 0
+                out["r2"] = 1 - self.sse / self.m2 if self.m2 > 0 else float(self.sse == 0)
+            return out
+        cm = self.confusion
+        tp = np.diagonal(cm)
+        denom = cm.sum(axis=0) + cm.sum(axis=1)
+        out = {
+            "accuracy": float(tp.sum() / n),
+            "macro_f1": float(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0).mean()),
+            "log_loss": self.log_loss / n,
+        }
+        y = np.concatenate(self.labels)
+        if len(np.unique(y)) == self.k:  # ROC AUC needs every class among the rows
+            scores = np.concatenate(self.scores)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                auc = (
+                    skm.roc_auc_score(y, scores[:, 0])
+                    if self.k == 2
+                    else skm.roc_auc_score(
+                        y, scores, multi_class="ovr", average="macro", labels=list(range(self.k))
+                    )
+                )
+            out["roc_auc"] = float(auc)
+        return {k: v for k, v in out.items() if np.isfinite(v)}
+
+
+# Test rows kept as evidence (paired tests, bootstrap intervals, slices, plots) at most: a
+# uniform sample beyond, so their cost and memory stop growing with the test set. Metrics
+# themselves are exact over every test row (:class:`Tally`).
+EVIDENCE_ROWS = 500_000
 # Index cells drawn per block of resamples: bounds the index matrix to this many integers.
 RESAMPLE_BLOCK_CELLS = 4_000_000
 # Rows per bootstrap resample at most. Larger test sets use the m-out-of-n bootstrap (below):

@@ -167,6 +167,35 @@ def test_arbitrary_csv_without_code_changes(isolated_workdir: Path, regression: 
         assert "significantly worse than the run's own linear baseline" in result.reason
 
 
+def test_a_partitioned_run_gives_the_one_partition_runs_data_and_judges_on_a_sample(
+    isolated_workdir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    path = isolated_workdir / "shop.csv"
+    make_mixed_frame(n=1500).to_csv(path, index=False)
+    base = {"dataset": {"source": str(path), "target": "label"}, **FAST}
+    whole = training(build_config(base))
+    # The same table in 6 partitions, and evidence capped below the test rows.
+    monkeypatch.setattr("tasks.evaluate.EVIDENCE_ROWS", 100)
+    parted = training(build_config(base, overrides=["dataset.partition_rows=250"]))
+    client = MlflowClient()
+    runs = [client.get_run(r.run_id).data for r in (whole, parted)]
+    assert len(list((Path(parted.run_dir) / "raw").glob("part-*.parquet"))) == 6
+    # Same rows, same digest, same split, same features: the data path does not depend on cuts.
+    assert runs[0].tags["mlpipe.dataset.digest"] == runs[1].tags["mlpipe.dataset.digest"]
+    for key in ("rows_train", "rows_val", "rows_test"):
+        assert runs[0].metrics[key] == runs[1].metrics[key], key
+    for key, value in whole.metrics.items():
+        if key.startswith(("trivial_test_", "baseline_test_")):
+            assert parted.metrics[key] == pytest.approx(value, abs=1e-6), key
+    assert parted.metrics["test_accuracy"] > 0.8
+    # Metrics count every test row; the evidence (and the champion's outputs) 100 of them.
+    assert runs[0].metrics["evidence_rows"] == runs[0].metrics["rows_test"]
+    assert runs[1].metrics["evidence_rows"] == 100
+    assert len(pd.read_parquet(Path(parted.run_dir) / "evidence_rows.parquet")) == 100
+    assert runs[1].tags["mlpipe.decision.compared_with"] == whole.version
+    assert runs[1].tags["mlpipe.decision.test"].startswith("paired bootstrap"), parted.reason
+
+
 def test_digits_mlp_reaches_097_test_accuracy():
     config = build_config(overrides=["dataset.source=digits"])
     result = training(config)

@@ -75,3 +75,40 @@ def test_absent_columns_are_skipped(missing_column: str):
     reference = build_profile(year(500, seed=8), SCHEMA)
     report = compare(reference, year(500, seed=9).drop(columns=[missing_column]))
     assert missing_column not in {c.column for c in report.columns}
+
+
+def _cut(frame: pd.DataFrame, cuts: list[int]) -> list[pd.DataFrame]:
+    bounds = [0, *cuts, len(frame)]
+    return [frame.iloc[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+@pytest.mark.parametrize("cuts", [[10], [1, 2, 3], [700, 701, 2500]])
+def test_drift_over_partitions_equals_drift_of_the_whole_frame(cuts: list[int]):
+    reference = build_profile(year(3000, seed=11), SCHEMA)
+    later = year(3000, seed=12, shift_price=8.0, web_share=0.5)
+    later.loc[::7, "price"] = np.nan
+    later.loc[::5, "region"] = None
+    whole = compare(reference, later)
+    parts = compare(reference, _cut(later, cuts))
+    assert parts.rows == whole.rows == 3000
+    for a, b in zip(whole.columns, parts.columns, strict=True):
+        assert a.column == b.column and a.drifted == b.drifted
+        assert (a.psi, a.p_value, a.distance) == pytest.approx((b.psi, b.p_value, b.distance))
+
+
+def test_profile_shares_count_every_partition_with_the_first_partitions_bins():
+    frame = year(4000, seed=13)
+    frame.loc[::9, "basket"] = np.nan
+    parts = _cut(frame, [1000, 2500])
+    profile = build_profile(parts, SCHEMA)
+    first = build_profile(parts[0], SCHEMA)
+    assert profile.rows == 4000
+    for col, num in profile.numeric.items():
+        assert num.edges == first.numeric[col].edges  # bins from the first partition
+        counts = np.bincount(
+            np.searchsorted(num.edges, frame[col].dropna(), side="right"),
+            minlength=len(num.edges) + 1,
+        )
+        expected = np.append(counts, frame[col].isna().sum()) / len(frame)
+        assert num.shares == pytest.approx(expected.tolist())
+    assert profile.categorical == build_profile(frame, SCHEMA).categorical

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe.learn.metrics import DEFAULT_PRIMARY, METRICS, for_task, score, score_all
+from mlpipe.learn.metrics import DEFAULT_PRIMARY, METRICS, Tally, for_task, score, score_all
 from mlpipe.packaging import input_example, pip_requirements
 from mlpipe.serving.schema import Schema
 
@@ -147,3 +147,39 @@ def test_vectorised_auc_counts_ties_as_half():
     fn = metric_fn("roc_auc", 2)
     expected = [fn(y[rows], outputs[rows]) for rows in idx]
     np.testing.assert_allclose(values, expected, rtol=1e-12)
+
+
+def _outputs(task: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, int | None]:
+    rng = np.random.default_rng(seed)
+    if task == "regression":
+        y = rng.normal(50, 4, n).astype(np.float32)
+        return y, y + rng.normal(0, 1, n), None
+    k = 2 if task == "binary" else 4
+    y = rng.integers(0, k, n)
+    p = rng.dirichlet(np.ones(k), n)
+    p[:5] = np.eye(k)[y[:5]]  # certain and right: log loss clips these
+    p[5:8] = np.eye(k)[(y[5:8] + 1) % k]  # certain and wrong
+    return y, p, k
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("cuts", [[], [1], [7, 300, 301], list(range(50, 1000, 50))])
+def test_tally_over_partitions_gives_the_whole_frame_metrics(task: str, cuts: list[int]):
+    y, p, k = _outputs(task, 1000, seed=len(cuts))
+    tally = Tally(task, k)
+    for a, b in zip([0, *cuts], [*cuts, len(y)], strict=True):
+        tally.add(y[a:b], p[a:b])
+    got, expected = tally.metrics(), score_all(task, y, p, k)
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+
+
+def test_tally_leaves_out_what_is_undefined():
+    tally = Tally("multiclass", 3)
+    tally.add(np.array([0, 1, 0]), np.full((3, 3), 1 / 3))  # class 2 absent: no ROC AUC
+    assert "roc_auc" not in tally.metrics() and "accuracy" in tally.metrics()
+    assert Tally("binary", 2).metrics() == {}
+    constant = Tally("regression", None)
+    constant.add(np.array([2.0, 2.0]), np.array([2.0, 2.0]))
+    assert constant.metrics()["r2"] == score("r2", np.array([2.0, 2.0]), np.array([2.0, 2.0]), None)
