@@ -73,8 +73,14 @@ class Seen:
         return earlier | pd.Series(hashes).duplicated().to_numpy()
 
     def remember(self, hashes: np.ndarray) -> None:
-        """Add the kept rows' hashes (two sorted runs: the merge sort is linear)."""
-        self.hashes = np.sort(np.concatenate([self.hashes, np.sort(hashes)]), kind="stable")
+        """Add the kept rows' hashes, keeping them sorted.
+
+        Inserted at their places into one new array: the peak is the old and the new array
+        (about 800 MB at 50 million rows), where concatenating and sorting held two more
+        copies.
+        """
+        new = np.sort(hashes)
+        self.hashes = np.insert(self.hashes, np.searchsorted(self.hashes, new), new)
 
 
 def clean_partition(
