@@ -72,3 +72,9 @@ def test_trainer_bench_compares_the_same_training():
     assert [name for name, _ in found] == ["bare torch loop", "mlpipe fit_network"], done.stdout
     assert float(found[0][1]) == 1.0
     assert "same training loss: yes" in done.stdout, done.stdout
+
+
+def test_dedup_memory_bench_keeps_every_hash_sorted():
+    done = run_bench("dedup_memory.py", "--partitions", "3", "--rows", "1000")
+    found = re.search(r"hashes=([\d,]+) partitions=3 time=[\d.]+ s peak RSS=\d+ MiB", done.stdout)
+    assert found and found.group(1) == "3,000", done.stdout
