@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlpipe.data.clean import Seen  # noqa: E402
+from mlpipe.data.clean import Seen
 
 
 def main() -> None:

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -79,7 +81,7 @@ def test_absent_columns_are_skipped(missing_column: str):
 
 def _cut(frame: pd.DataFrame, cuts: list[int]) -> list[pd.DataFrame]:
     bounds = [0, *cuts, len(frame)]
-    return [frame.iloc[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [frame.iloc[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @pytest.mark.parametrize("cuts", [[10], [1, 2, 3], [700, 701, 2500]])

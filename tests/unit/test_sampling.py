@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,7 @@ def test_the_sample_is_the_same_whatever_the_partitioning(cuts: list[int]):
     frame = pd.DataFrame({"a": np.arange(1000), "b": np.arange(1000) * 2.0})
     sample = RowSample(64, seed=5)
     bounds = [0, *cuts, len(frame)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         sample.add(rows=frame.iloc[a:b], twice=frame["b"].to_numpy()[a:b])
     expected = np.sort(np.argsort(priorities(0, 1000, seed=5))[:64])  # bottom-64, row order
     assert sample.parts["rows"]["a"].tolist() == expected.tolist()
