@@ -213,7 +213,9 @@ def prepare(config: Config, out: str | Path) -> tuple[Ingested, Schema]:
         schema = resolve_profiled(
             ingested.profile,
             spec,
-            lambda c: identifiers_in(iter_partitions(ingested.path, list(c)), c),
+            lambda c: identifiers_in(
+                iter_partitions(ingested.path, list(c), "identifier check"), c
+            ),
         )
         check(config, schema, ingested.profile)
     except BaseException:

@@ -25,7 +25,7 @@ def clean_data(
     keep = [split_key] if split_key else []
     seen, stats = Seen(), CleanStats()
     with PartitionWriter(run.path("clean")) as writer:
-        for part in iter_partitions(data.path):
+        for part in iter_partitions(data.path, progress="cleaning"):
             cleaned, part_stats = clean_partition(part, data.dataset, cfg, keep=keep, seen=seen)
             writer.write(cleaned)
             stats += part_stats

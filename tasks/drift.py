@@ -26,7 +26,9 @@ def check_drift(
     """Compare the validated rows with the champion's profile; log; apply the drift gate."""
     if cfg.gate == "off":
         return None
-    measured = measure_drift(iter_partitions(data.path), data.dataset, model_name, cfg)
+    measured = measure_drift(
+        iter_partitions(data.path, progress="drift check"), data.dataset, model_name, cfg
+    )
     if measured is None:
         log.info("no champion with a reference profile for %s: drift not measured", model_name)
         tracking.set_tags(run.run_id, {"mlpipe.drift.status": "not measured"})
@@ -70,6 +72,8 @@ def profile_training_data(splits: Splits, cfg: DriftConfig, run: RunContext) -> 
     """Store the training split's profile on the run; the registered version points to it."""
     # The first training partition gives the bins: it is a uniform sample (rows scattered by hash).
     columns = [*splits.dataset.numeric, *splits.dataset.categorical]
-    profile = build_profile(iter_partitions(splits.train, columns), splits.dataset, bins=cfg.bins)
+    profile = build_profile(
+        iter_partitions(splits.train, columns, "training profile"), splits.dataset, bins=cfg.bins
+    )
     tracking.log_dict(run.run_id, profile.model_dump(mode="json"), PROFILE_ARTIFACT)
     return PROFILE_ARTIFACT

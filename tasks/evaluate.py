@@ -40,7 +40,7 @@ def evaluate_models(
     # Metrics are exact over every test row; the evidence (paired tests, intervals, slices,
     # plots) is a uniform sample of at most EVIDENCE_ROWS of them.
     sample = RowSample(EVIDENCE_ROWS, seed=EVIDENCE_SEED)
-    for part in iter_partitions(splits.test):
+    for part in iter_partitions(splits.test, progress="evaluation"):
         # The network is scored through the path serving uses: raw rows -> coercion -> net.
         outputs = candidate_outputs(predictor, candidates["baseline"], candidates["trivial"], part)
         y = encode_target(part[schema.target], splits.classes)

@@ -30,7 +30,7 @@ def build_features(splits: Splits, cfg: FeatureConfig, run: RunContext) -> Featu
     schema = splits.dataset
     median = cfg.numeric_impute == "median"
     stats = FeatureStats()
-    for part in iter_partitions(splits.train):
+    for part in iter_partitions(splits.train, progress="feature statistics"):
         stats = stats.merge(FeatureStats.of(part, schema, median))
     preprocessor = preprocessor_from(stats, schema, cfg)
     path = run.path("preprocessor.joblib")
@@ -42,7 +42,7 @@ def build_features(splits: Splits, cfg: FeatureConfig, run: RunContext) -> Featu
     written = []
     for rows, name in ((splits.train, "features_train"), (splits.val, "features_val")):
         with PartitionWriter(run.path(name)) as writer:
-            for part in iter_partitions(rows):
+            for part in iter_partitions(rows, progress=name.replace("_", " ")):
                 if name == "features_val":
                     check_magnitudes(part, schema)  # the training rows' were checked in fitting
                 out = pd.DataFrame(transform(preprocessor, schema, part), columns=columns)

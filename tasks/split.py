@@ -37,7 +37,7 @@ def split_data(data: CleanedData, cfg: SplitConfig, run: RunContext) -> Splits:
         PartitionWriter(run.path("val")) as val_rows,
         PartitionWriter(run.path("test")) as test_rows,
     ):
-        for part in iter_partitions(data.path):
+        for part in iter_partitions(data.path, progress="split"):
             parts = split_partition(part, spec)
             tally.add(parts, schema.target, classify)
             train_rows.write(parts[0], buckets(parts[0], spec, n))

@@ -43,7 +43,7 @@ def validate_data(
         PartitionWriter(run.path("validated")) as passing,
         PartitionWriter(run.path("quarantine")) as quarantine,
     ):
-        for part in iter_partitions(data.path):
+        for part in iter_partitions(data.path, progress="validation"):
             kept, flagged = gate.add(part)
             passing.write(kept)
             quarantine.write(flagged)
@@ -120,4 +120,8 @@ def _repeated(path: str, suite: dict[str, Any]) -> dict[str, Any] | None:
             and (column := (e.get("kwargs") or {}).get("column")) in present
         }
     )
-    return repeated_values(iter_partitions(path, columns), columns) if columns else None
+    return (
+        repeated_values(iter_partitions(path, columns, "uniqueness check"), columns)
+        if columns
+        else None
+    )

@@ -22,6 +22,7 @@ from mlpipe.config import DatasetSpec
 from mlpipe.data.datasets import is_builtin, iter_source
 from mlpipe.data.sampling import priorities, smallest
 from mlpipe.errors import DataError
+from mlpipe.io.progress import PROGRESS_SECONDS
 from mlpipe.io.tables import PartitionWriter
 from mlpipe.serving.schema import to_numbers
 
@@ -33,7 +34,6 @@ SAMPLE_ROWS = 100_000
 MAX_TRACKED_LABELS = 100_000
 
 log = logging.getLogger("mlpipe.load")
-PROGRESS_SECONDS = 30  # a progress line at most this often
 
 
 @dataclass

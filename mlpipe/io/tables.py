@@ -840,10 +840,22 @@ def partition_files(path: str | Path) -> list[Path]:
     return sorted(p.glob(PART_PATTERN), key=lambda f: int(f.stem.rsplit("-", 1)[1]))
 
 
-def iter_partitions(path: str | Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-    """Yield a partitioned dataset (or one Parquet file) one partition at a time, in order."""
-    for part in partition_files(path):
-        yield pd.read_parquet(part, columns=columns)
+def iter_partitions(
+    path: str | Path, columns: list[str] | None = None, progress: str | None = None
+) -> Iterator[pd.DataFrame]:
+    """Yield a partitioned dataset (or one Parquet file) one partition at a time, in order.
+
+    ``progress`` names the work done with the partitions: long work logs how far it got.
+    """
+    from mlpipe.io.progress import Progress
+
+    files = partition_files(path)
+    done = Progress(progress, len(files)) if progress else None
+    for part in files:
+        frame = pd.read_parquet(part, columns=columns)
+        yield frame
+        if done is not None:
+            done.step(len(frame))
 
 
 def _unified(types: list[Any]) -> Any:

@@ -25,6 +25,7 @@ from torch import nn
 from mlpipe.config import FeatureConfig, TrainConfig
 from mlpipe.data.features import check_magnitudes, fit_features
 from mlpipe.errors import ConfigError, TrainingError
+from mlpipe.io.progress import Progress
 from mlpipe.serving.nets import build_network
 from mlpipe.serving.predictor import Predictor, transform
 from mlpipe.serving.schema import Schema
@@ -249,6 +250,7 @@ def fit_network(
         total = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         parts = [0] if len(train) == 1 else torch.randperm(len(train), generator=generator).tolist()
+        done = Progress(f"epoch {epoch}/{cfg.max_epochs}", len(parts))
         for p in parts:
             xt, yt = cached[p] if p in cached else tensors(train, p)
             order = torch.randperm(len(xt), generator=generator).to(device)
@@ -262,6 +264,7 @@ def fit_network(
                 total += loss.detach().double() * len(idx)
                 if classify:
                     correct += (out.detach().argmax(1) == yt[idx]).sum()
+            done.step(len(xt))
         net.eval()
         val_total, val_correct = 0.0, 0
         with torch.no_grad():
