@@ -70,7 +70,6 @@ def check_drift(
 @task(name="profile")
 def profile_training_data(splits: Splits, cfg: DriftConfig, run: RunContext) -> str:
     """Store the training split's profile on the run; the registered version points to it."""
-    # The first training partition gives the bins: it is a uniform sample (rows scattered by hash).
     columns = [*splits.dataset.numeric, *splits.dataset.categorical]
     profile = build_profile(
         iter_partitions(splits.train, columns, "training profile"), splits.dataset, bins=cfg.bins

@@ -59,7 +59,10 @@ def evaluate_models(
     test = sample.parts["rows"]
     y = sample.parts["y"]
     outputs = {k[4:]: v for k, v in sample.parts.items() if k.startswith("out:")}
-    tracking.log_metrics(run.run_id, {"evidence_rows": len(y)})
+    counted: dict[str, float] = {"evidence_rows": len(y)}
+    if classify:
+        counted["roc_auc_rows"] = tallies["network"].auc_rows
+    tracking.log_metrics(run.run_id, counted)
     if not sample.complete:
         log.info(
             "metrics on all %d test rows; evidence on a uniform sample of %d", sample.rows, len(y)

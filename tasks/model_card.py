@@ -90,6 +90,7 @@ def write_model_card(
         accounting=accounting,
         lineage=lineage,
         config=config.safe_dump(),
+        evidence=(len(evidence.y), evaluation.test_rows),
     )
     plot_dir = Path(run.run_dir) / "plots"
     plots = {p.name: p.read_bytes() for p in sorted(plot_dir.glob("*.png"))}

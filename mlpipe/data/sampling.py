@@ -69,6 +69,9 @@ class RowSample:
     def add(self, **parts: Any) -> None:
         """Offer the next partition's rows; every part has one entry per row, in row order."""
         n = len(next(iter(parts.values())))
+        if any(len(v) != n for v in parts.values()):
+            sizes = ", ".join(f"{k}={len(v)}" for k, v in parts.items())
+            raise ValueError(f"parts of one partition differ in length: {sizes}")
         keys = priorities(self.rows, n, self.seed)
         self.rows += n
         keep = smallest(keys, self.size)  # a partition never holds more than the sample

@@ -10,7 +10,6 @@ AND significant, so large samples do not flag trivial shifts.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable, Iterator
 from typing import TypeAlias
@@ -117,6 +116,9 @@ Partitions: TypeAlias = pd.DataFrame | Iterable[pd.DataFrame]
 # Rows whose numeric values give the new data's quantiles (the Wasserstein distance) at most: a
 # uniform sample beyond. Shares, PSI and the chi-square test count every row.
 QUANTILE_SAMPLE_ROWS = 200_000
+# Training rows a numeric column's reference profile is built from at most (uniform sample).
+PROFILE_SAMPLE_ROWS = 1_000_000
+PROFILE_SEED = 4
 
 
 def _parts(frames: Partitions) -> Iterator[pd.DataFrame]:
@@ -144,7 +146,8 @@ class _Counts:
     def add(self, frame: pd.DataFrame) -> None:
         self.rows += len(frame)
         for col, edges in self.edges.items():
-            if col not in frame.columns:
+            if col not in frame.columns:  # absent from this partition: its rows are missing
+                self.bins[col][-1] += len(frame)
                 continue
             values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
             present = values[~np.isnan(values)]
@@ -153,6 +156,7 @@ class _Counts:
             self.bins[col][-1] += len(values) - len(present)
         for col in self.levels:
             if col not in frame.columns:
+                self.missing[col] += len(frame)
                 continue
             text = frame[col].dropna().astype(str)
             self.levels[col] = self.levels[col].add(text.value_counts(), fill_value=0)
@@ -180,9 +184,10 @@ class _Counts:
 def build_profile(frames: Partitions, schema: Schema, bins: int = 10) -> Profile:
     """Profile the feature columns of (coerced) training rows, one partition at a time.
 
-    Bin edges, quantiles and the spread come from the first partition (the whole table when it
-    is one; a training partition is a uniform sample of the training rows); the shares count
-    every row of every partition.
+    Categorical shares count every row. Numeric columns are profiled (quantile bins, their
+    shares, 101 quantiles, the spread) on a uniform sample of at most
+    :data:`PROFILE_SAMPLE_ROWS` rows drawn over all partitions: the whole table up to that
+    size, an estimate within about 0.1% per share beyond.
 
     Args:
         frames: Training rows after cleaning (numeric columns are floats): a frame, or its
@@ -193,28 +198,34 @@ def build_profile(frames: Partitions, schema: Schema, bins: int = 10) -> Profile
     Returns:
         The profile.
     """
-    parts = _parts(frames)
-    first = next(parts, pd.DataFrame(columns=[*schema.numeric, *schema.categorical]))
-    shapes: dict[str, tuple[list[float], list[float], float]] = {}
+    counts = _Counts({}, list(schema.categorical))
+    sample = RowSample(PROFILE_SAMPLE_ROWS, seed=PROFILE_SEED)
+    for frame in _parts(frames):
+        counts.add(frame)
+        numbers = pd.DataFrame(
+            {
+                c: pd.to_numeric(frame[c], errors="coerce") if c in frame.columns else np.nan
+                for c in schema.numeric
+            },
+            index=frame.index,
+        )
+        sample.add(rows=numbers)
+    rows = sample.parts.get("rows", pd.DataFrame(columns=schema.numeric))
+    numeric: dict[str, NumericProfile] = {}
     for col in schema.numeric:
-        present = pd.to_numeric(first[col], errors="coerce").dropna()
+        values = rows[col].astype(float)
+        present = values.dropna()
         if present.empty:
             continue
         edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1))[1:-1]).tolist()
-        quantiles = np.quantile(present, np.linspace(0, 1, 101)).tolist()
-        shapes[col] = (edges, quantiles, float(present.std()) if len(present) > 1 else 0.0)
-    counts = _Counts({c: s[0] for c, s in shapes.items()}, list(schema.categorical))
-    for frame in itertools.chain([first], parts):
-        counts.add(frame)
-    numeric = {
-        col: NumericProfile(
+        at = np.searchsorted(edges, present.to_numpy(), side="right")
+        shares = np.append(np.bincount(at, minlength=len(edges) + 1), len(values) - len(present))
+        numeric[col] = NumericProfile(
             edges=edges,
-            shares=counts.numeric_shares(col).tolist(),
-            quantiles=quantiles,
-            std=std,
+            shares=(shares / len(values)).tolist(),
+            quantiles=np.quantile(present, np.linspace(0, 1, 101)).tolist(),
+            std=float(present.std()) if len(present) > 1 else 0.0,
         )
-        for col, (edges, quantiles, std) in shapes.items()
-    }
     categorical = {
         col: CategoricalProfile(
             shares=counts.categorical_shares(col, counts.top(col, MAX_CATEGORIES))

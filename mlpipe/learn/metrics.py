@@ -16,6 +16,8 @@ import numpy as np
 import sklearn
 from sklearn import metrics as skm
 
+from mlpipe.data.sampling import RowSample
+
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
 
@@ -255,14 +257,21 @@ def score_all(
     return out
 
 
+# Scores kept for ROC AUC per model at most (8 bytes each: 160 MB); see :class:`Tally`.
+AUC_MAX_CELLS = 20_000_000
+AUC_SEED = 3
+
+
 class Tally:
     """Mergeable sums from which every metric of a task is computed over rows seen in parts.
 
     Accuracy and macro F1 come from a confusion matrix, log loss from a sum of per-row terms,
     RMSE, MAE and R2 from sums and Chan-merged moments of the target: exact whatever the
     partitioning (up to float summation order). ROC AUC needs the ranking of all scores, so
-    the scores are kept (float32: 4 bytes per row and class, 1 class when binary) and the AUC
-    is scikit-learn's on them.
+    the scores are kept as they are (float64; one column when binary, one per class
+    otherwise) for up to :data:`AUC_MAX_CELLS` values: exact on every row up to
+    ``AUC_MAX_CELLS / columns`` rows (20M binary, 6.7M with 3 classes), on a uniform sample of
+    that many rows beyond (:attr:`auc_rows`), so memory stays bounded.
     """
 
     def __init__(self, task: str, n_classes: int | None) -> None:
@@ -272,8 +281,8 @@ class Tally:
         self.rows = 0
         self.confusion = np.zeros((self.k, self.k), dtype=np.int64)
         self.log_loss = 0.0
-        self.labels: list[np.ndarray] = []
-        self.scores: list[np.ndarray] = []
+        kept = 1 if self.k == 2 else max(self.k, 1)
+        self.ranked = RowSample(max(1, AUC_MAX_CELLS // kept), seed=AUC_SEED)
         self.sse = self.sae = self.mean = self.m2 = 0.0
 
     def add(self, y: np.ndarray, outputs: np.ndarray) -> None:
@@ -285,9 +294,8 @@ class Tally:
             codes = y.astype(np.int64) * self.k + outputs.argmax(axis=1)
             self.confusion += np.bincount(codes, minlength=self.k * self.k).reshape(self.k, -1)
             self.log_loss += float(-np.log(_true_class_proba(y, outputs)).sum())
-            self.labels.append(y.astype(np.int32))
             kept = outputs[:, 1:] if outputs.shape[1] == 2 else outputs
-            self.scores.append(kept.astype(np.float32))
+            self.ranked.add(y=y.astype(np.int32), scores=np.asarray(kept, dtype=np.float64))
         else:
             y64 = np.asarray(y, dtype=np.float64)
             err = y64 - np.asarray(outputs, dtype=np.float64)
@@ -301,6 +309,11 @@ class Tally:
             self.mean += delta * n / total
         self.rows += n
 
+    @property
+    def auc_rows(self) -> int:
+        """Rows ROC AUC is computed on: every row seen, or the uniform sample."""
+        return len(self.ranked.keys)
+
     def metrics(self) -> dict[str, float]:
         """Every metric of the task defined on the rows seen (as :func:`score_all`)."""
         if not self.rows:
@@ -310,7 +323,7 @@ class Tally:
             out = {"rmse": float(np.sqrt(self.sse / n)), "mae": self.sae / n}
             if n > 1:  # scikit-learn: 1 when the target is constant and fitted exactly, else 0
                 out["r2"] = 1 - self.sse / self.m2 if self.m2 > 0 else float(self.sse == 0)
-            return out
+            return {k: v for k, v in out.items() if np.isfinite(v)}
         cm = self.confusion
         tp = np.diagonal(cm)
         denom = cm.sum(axis=0) + cm.sum(axis=1)
@@ -319,19 +332,25 @@ class Tally:
             "macro_f1": float(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0).mean()),
             "log_loss": self.log_loss / n,
         }
-        y = np.concatenate(self.labels)
+        y, scores = self.ranked.parts["y"], self.ranked.parts["scores"]
         if len(np.unique(y)) == self.k:  # ROC AUC needs every class among the rows
-            scores = np.concatenate(self.scores)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                auc = (
-                    skm.roc_auc_score(y, scores[:, 0])
-                    if self.k == 2
-                    else skm.roc_auc_score(
-                        y, scores, multi_class="ovr", average="macro", labels=list(range(self.k))
+                try:
+                    auc = (
+                        skm.roc_auc_score(y, scores[:, 0])
+                        if self.k == 2
+                        else skm.roc_auc_score(
+                            y,
+                            scores,
+                            multi_class="ovr",
+                            average="macro",
+                            labels=list(range(self.k)),
+                        )
                     )
-                )
-            out["roc_auc"] = float(auc)
+                    out["roc_auc"] = float(auc)
+                except ValueError:  # NaN outputs, rows not summing to 1: undefined, as in score()
+                    pass
         return {k: v for k, v in out.items() if np.isfinite(v)}
 
 

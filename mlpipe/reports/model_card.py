@@ -55,6 +55,7 @@ def sections(
     accounting: dict[str, Any],
     lineage: dict[str, str],
     config: dict[str, Any],
+    evidence: tuple[int, int] | None = None,
 ) -> list[tuple[str, str]]:
     """The card as (title, Markdown body) sections.
 
@@ -70,6 +71,8 @@ def sections(
         accounting: Row accounting: quarantined, dropped by reason, kept, coerced.
         lineage: Commit, run id, package versions.
         config: The resolved config (secrets already redacted).
+        evidence: ``(evidence rows, test rows)``: the intervals and slices describe a sample
+            when the first is smaller.
     """
     verdict = "promoted" if decision.promote else "not promoted"
     rows = [
@@ -109,6 +112,11 @@ def sections(
         lower = name in METRICS and not higher_is_better(name)
         direction = " (lower is better)" if lower else ""
         lines.append(f"| {key}{direction} | {value:.4f} | {shown} |")
+    if evidence is not None and evidence[0] < evidence[1]:
+        lines.append(
+            f"\nValues count all {evidence[1]} test rows; the intervals, slices and plots use a "
+            f"uniform sample of {evidence[0]} of them."
+        )
     rows.append(("Metrics (test split)", "\n".join(lines)))
     if per_slice:
         champion = {s.slice: s.champion for s in decision.slices}

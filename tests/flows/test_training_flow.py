@@ -191,6 +191,13 @@ def test_a_partitioned_run_gives_the_one_partition_runs_data_and_judges_on_a_sam
     # Metrics count every test row; the evidence (and the champion's outputs) 100 of them.
     assert runs[0].metrics["evidence_rows"] == runs[0].metrics["rows_test"]
     assert runs[1].metrics["evidence_rows"] == 100
+    assert runs[1].metrics["roc_auc_rows"] == runs[1].metrics["rows_test"]  # exact AUC
+    card = download_artifacts(run_id=parted.run_id, artifact_path="model_card/model_card.md")
+    rows_test = int(runs[1].metrics["rows_test"])
+    assert (
+        f"count all {rows_test} test rows; the intervals, slices and plots use a uniform "
+        "sample of 100 of them" in Path(card).read_text()
+    )
     assert len(pd.read_parquet(Path(parted.run_dir) / "evidence_rows.parquet")) == 100
     assert runs[1].tags["mlpipe.decision.compared_with"] == whole.version
     assert runs[1].tags["mlpipe.decision.test"].startswith("paired bootstrap"), parted.reason

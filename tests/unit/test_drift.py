@@ -98,19 +98,33 @@ def test_drift_over_partitions_equals_drift_of_the_whole_frame(cuts: list[int]):
         assert (a.psi, a.p_value, a.distance) == pytest.approx((b.psi, b.p_value, b.distance))
 
 
-def test_profile_shares_count_every_partition_with_the_first_partitions_bins():
+def test_profile_over_partitions_equals_the_whole_frames():
     frame = year(4000, seed=13)
     frame.loc[::9, "basket"] = np.nan
-    parts = _cut(frame, [1000, 2500])
-    profile = build_profile(parts, SCHEMA)
-    first = build_profile(parts[0], SCHEMA)
-    assert profile.rows == 4000
-    for col, num in profile.numeric.items():
-        assert num.edges == first.numeric[col].edges  # bins from the first partition
-        counts = np.bincount(
-            np.searchsorted(num.edges, frame[col].dropna(), side="right"),
-            minlength=len(num.edges) + 1,
-        )
-        expected = np.append(counts, frame[col].isna().sum()) / len(frame)
-        assert num.shares == pytest.approx(expected.tolist())
-    assert profile.categorical == build_profile(frame, SCHEMA).categorical
+    frame.loc[frame.index[3:], "visits"] = np.nan  # mostly missing: present only at the start
+    parts = [frame.iloc[:0], *_cut(frame, [1, 1000, 2500])]  # an empty first partition too
+    assert build_profile(parts, SCHEMA) == build_profile(frame, SCHEMA)
+
+
+def test_a_column_absent_from_a_partition_is_missing_there():
+    reference = build_profile(year(3000, seed=14), SCHEMA)
+    later = year(3000, seed=15)
+    whole = later.copy()
+    whole.loc[whole.index[:1000], ["price", "region"]] = np.nan
+    parts = [later.iloc[:1000].drop(columns=["price", "region"]), later.iloc[1000:]]
+    assert compare(reference, parts).columns == compare(reference, whole).columns
+
+
+def test_large_training_tables_are_profiled_on_a_uniform_sample(monkeypatch: pytest.MonkeyPatch):
+    import mlpipe.learn.drift as drift
+
+    frame = year(20_000, seed=16).sort_values("price", ignore_index=True)  # sorted: no shortcut
+    exact = build_profile(frame, SCHEMA)
+    monkeypatch.setattr(drift, "PROFILE_SAMPLE_ROWS", 5000)
+    sampled = build_profile(_cut(frame, [7000, 14_000]), SCHEMA)
+    assert sampled.rows == exact.rows == 20_000
+    assert sampled.categorical == exact.categorical  # counted on every row
+    for col, num in sampled.numeric.items():
+        assert sum(num.shares) == pytest.approx(1.0)
+        assert num.quantiles[50] == pytest.approx(exact.numeric[col].quantiles[50], rel=0.05)
+    assert compare(sampled, year(5000, seed=17)).drifted == []

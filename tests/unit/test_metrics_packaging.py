@@ -183,3 +183,37 @@ def test_tally_leaves_out_what_is_undefined():
     constant = Tally("regression", None)
     constant.add(np.array([2.0, 2.0]), np.array([2.0, 2.0]))
     assert constant.metrics()["r2"] == score("r2", np.array([2.0, 2.0]), np.array([2.0, 2.0]), None)
+
+
+def test_tally_ranks_confident_scores_as_they_are():
+    # Probabilities within 3e-8 of 1 tie in float32; the AUC must see them apart.
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 4000)
+    logit = np.where(y == 1, rng.normal(19, 4, 4000), rng.normal(12, 4, 4000))
+    p1 = 1 / (1 + np.exp(-logit))
+    p = np.column_stack([1 - p1, p1])
+    tally = Tally("binary", 2)
+    tally.add(y[:1500], p[:1500])
+    tally.add(y[1500:], p[1500:])
+    assert tally.metrics()["roc_auc"] == pytest.approx(score("roc_auc", y, p, 2), abs=1e-12)
+
+
+def test_tally_drops_an_undefined_auc_instead_of_failing():
+    p = np.full((4, 3), 1 / 3)
+    p[0] = np.nan
+    tally = Tally("multiclass", 3)
+    tally.add(np.array([0, 1, 2, 0]), p)
+    assert "roc_auc" not in tally.metrics() and "accuracy" in tally.metrics()
+
+
+def test_tally_ranks_a_bounded_sample_of_many_scores(monkeypatch: pytest.MonkeyPatch):
+    import mlpipe.learn.metrics as metrics
+
+    monkeypatch.setattr(metrics, "AUC_MAX_CELLS", 3000)
+    y, p, k = _outputs("multiclass", 20_000, seed=9)  # 4 classes: 750 rows kept
+    tally = Tally("multiclass", k)
+    for at in range(0, len(y), 6000):
+        tally.add(y[at : at + 6000], p[at : at + 6000])
+    assert tally.auc_rows == 750 and tally.rows == 20_000
+    assert tally.metrics()["accuracy"] == score("accuracy", y, p, k)  # still exact
+    assert tally.metrics()["roc_auc"] == pytest.approx(score("roc_auc", y, p, k), abs=0.05)

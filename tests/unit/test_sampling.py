@@ -34,3 +34,8 @@ def test_seeds_draw_different_samples():
         sample.add(y=np.arange(10_000))
         draws.append(sample.parts["y"].tolist())
     assert draws[0] != draws[1]
+
+
+def test_parts_of_one_partition_must_have_the_same_length():
+    with pytest.raises(ValueError, match="differ in length: y=3, out=2"):
+        RowSample(10).add(y=np.arange(3), out=np.arange(2))
