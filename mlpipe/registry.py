@@ -107,8 +107,15 @@ def incompatibility(champion: Schema, challenger: Schema, columns: list[str]) ->
     return None
 
 
+# Rows a champion scores at a time when promotion compares it with a new version.
+CHAMPION_CHUNK_ROWS = 100_000
+
+
 def champion_outputs(uri: str, rows: pd.DataFrame, classes: list[Any] | None) -> Any:
     """A registered model's outputs on raw rows: probabilities in ``classes`` order, or values.
+
+    The model is loaded once and scores :data:`CHAMPION_CHUNK_ROWS` rows at a time, so memory
+    holds the transformed rows of one chunk.
 
     Raises:
         RegistryError: The model predicts other classes than ``classes`` (its probability
@@ -116,19 +123,25 @@ def champion_outputs(uri: str, rows: pd.DataFrame, classes: list[Any] | None) ->
     """
     import numpy as np
 
-    out = tracking.load_pyfunc(uri).predict(rows)
-    if classes is None:
-        return out["prediction"].to_numpy(dtype=np.float64)
-    columns = [f"proba_{c}" for c in classes]
-    theirs = [c for c in out.columns if str(c).startswith("proba_")]
-    if set(theirs) != set(columns):
-        mine = sorted(str(c) for c in classes)
-        other = sorted(c.removeprefix("proba_") for c in theirs)
-        raise RegistryError(
-            f"it predicts the classes {_short(other)}, this version predicts {_short(mine)}"
-        )
-    proba = np.column_stack([out[c].to_numpy(dtype=np.float64) for c in columns])
-    return proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
+    model = tracking.load_pyfunc(uri)
+    chunks = []
+    step = CHAMPION_CHUNK_ROWS
+    for at in range(0, len(rows), step):
+        out = model.predict(rows.iloc[at : at + step])
+        if classes is None:
+            chunks.append(out["prediction"].to_numpy(dtype=np.float64))
+            continue
+        columns = [f"proba_{c}" for c in classes]
+        theirs = [c for c in out.columns if str(c).startswith("proba_")]
+        if set(theirs) != set(columns):
+            mine = sorted(str(c) for c in classes)
+            other = sorted(c.removeprefix("proba_") for c in theirs)
+            raise RegistryError(
+                f"it predicts the classes {_short(other)}, this version predicts {_short(mine)}"
+            )
+        proba = np.column_stack([out[c].to_numpy(dtype=np.float64) for c in columns])
+        chunks.append(proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None))
+    return np.concatenate(chunks)
 
 
 def _short(labels: list[str], limit: int = 6) -> str:

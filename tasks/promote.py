@@ -25,7 +25,6 @@ log = logging.getLogger("mlpipe.promote")
 SMOKE_ROWS = 50
 # Re-judge at most this often when other runs keep moving the alias meanwhile.
 MAX_ATTEMPTS = 3
-CHAMPION_CHUNK_ROWS = 100_000
 DECISION, PROMOTING = tracking.DECISION_TAG, tracking.PROMOTING
 
 
@@ -87,15 +86,8 @@ def _champion_evidence(
     outputs = None
     if shared.any():
         rows = test.loc[shared, theirs.features]
-        uri = f"models:/{name}/{current.version}"
         try:
-            # In chunks: scoring holds the transformed rows of one chunk at a time.
-            outputs = np.concatenate(
-                [
-                    champion_outputs(uri, rows.iloc[at : at + CHAMPION_CHUNK_ROWS], classes)
-                    for at in range(0, len(rows), CHAMPION_CHUNK_ROWS)
-                ]
-            )
+            outputs = champion_outputs(f"models:/{name}/{current.version}", rows, classes)
         except TrackingError:
             raise
         except Exception as err:  # any failure to score means "not comparable"

@@ -176,6 +176,7 @@ def test_a_partitioned_run_gives_the_one_partition_runs_data_and_judges_on_a_sam
     whole = training(build_config(base))
     # The same table in 6 partitions, and evidence capped below the test rows.
     monkeypatch.setattr("tasks.evaluate.EVIDENCE_ROWS", 100)
+    monkeypatch.setattr("mlpipe.registry.CHAMPION_CHUNK_ROWS", 30)  # the champion scores 4 chunks
     parted = training(build_config(base, overrides=["dataset.partition_rows=250"]))
     client = MlflowClient()
     runs = [client.get_run(r.run_id).data for r in (whole, parted)]
