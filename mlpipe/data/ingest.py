@@ -241,7 +241,7 @@ def _ingest(
     profile: Profile | None = None
     started = time.monotonic()
     report = started + PROGRESS_SECONDS
-    with PartitionWriter(out, rows) as writer:
+    with PartitionWriter(out, rows, digest=True) as writer:
         for block in iter_source(spec, rows, text):
             if block.shape[1] == 0:
                 raise DataError(f"data file has no columns: {spec.source}")
@@ -257,4 +257,5 @@ def _ingest(
     if csv and writer.as_text and text is None:
         shutil.rmtree(path, ignore_errors=True)
         return writer.as_text
+    assert writer.digest is not None  # asked for above
     return Ingested(path=path, rows=profile.rows, digest=writer.digest.hexdigest(), profile=profile)

@@ -925,20 +925,23 @@ class PartitionWriter(_DatasetWriter):
     Frames of any size go in; partitions of ``rows`` rows (the last one smaller) come out as
     ``part-00000.parquet``, ... in a hidden folder beside the target, renamed into place on
     commit. A column whose type changed between partitions (a CSV block with a missing value
-    or a stray word) is converted to one type for all of them. The :class:`Digest` of the
-    written rows is computed as they stream through.
+    or a stray word) is converted to one type for all of them. With ``digest=True`` the
+    :class:`Digest` of the written rows is computed as they stream through (the ingest's
+    lineage digest; the stages' own outputs skip it: hashing every row costs as much as
+    writing it).
 
     Args:
         path: The dataset folder to create (must not exist).
         rows: Rows per partition; ``None``: each frame written is one partition (a stage that
             maps partitions one to one).
+        digest: Compute :attr:`digest` over the written rows.
     """
 
-    def __init__(self, path: str | Path, rows: int | None = None):
+    def __init__(self, path: str | Path, rows: int | None = None, digest: bool = False):
         super().__init__(path)
         self.rows_per_part = rows or 0
         self.parts = 0
-        self.digest = Digest()
+        self.digest: Digest | None = Digest() if digest else None
         self.as_text: list[str] = []  # columns read as other types in some parts, made text
         self._buffer: list[pd.DataFrame] = []
         self._buffered = 0
@@ -972,7 +975,8 @@ class PartitionWriter(_DatasetWriter):
         table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
         with _naming(self.path):
             pq.write_table(table, self.partial / f"part-{self.parts:05d}.parquet")
-        self.digest.update(frame)
+        if self.digest is not None:
+            self.digest.update(frame)
         self.parts += 1
         self.rows += len(frame)
 
@@ -1018,7 +1022,7 @@ class PartitionWriter(_DatasetWriter):
         """
         if self._buffered:
             self._flush(self._buffered)
-        if self.parts and self._unify():
+        if self.parts and self._unify() and self.digest is not None:
             # Types changed under rows already digested: digest the converted rows.
             self.digest = Digest()
             for frame in iter_partitions(self.partial):

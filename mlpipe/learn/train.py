@@ -11,6 +11,7 @@ import copy
 import math
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +39,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        # The public switch imports torch's compiler (1-2 s) only to set the compiler's own
+        # flag; mlpipe trains eagerly, so the kernels' switch alone is the same setting.
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
 def encode_target(y: pd.Series, classes: list[Any] | None) -> np.ndarray:

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,20 @@ def spec(task: str = "multiclass", n_out: int = 3) -> dict:
         "architecture": "mlp", "task": task, "n_inputs": 4, "n_outputs": n_out,
         "hidden_layers": [16, 8], "dropout": 0.0, "image_shape": None,
     }  # fmt: skip
+
+
+def test_seeding_turns_on_deterministic_kernels_without_importing_the_compiler():
+    # A fresh interpreter: this one may have imported torch's compiler already.
+    code = (
+        "import sys, torch\n"
+        "from mlpipe.learn.train import seed_everything\n"
+        "seed_everything(0)\n"
+        "print(torch.are_deterministic_algorithms_enabled(),"
+        " torch.is_deterministic_algorithms_warn_only_enabled(),"
+        " 'torch._inductor.config' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "False"]
 
 
 def test_same_seed_same_weights_and_history():
