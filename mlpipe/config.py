@@ -333,6 +333,38 @@ class ScheduleConfig(_Model):
     cooldown_minutes: float = Field(default=360, ge=0)
 
 
+class ExecutionConfig(_Model):
+    """Where partition-wise data work runs.
+
+    Attributes:
+        engine: ``local`` (this process, the default) or ``dask`` (partitions mapped over a
+            Dask cluster).
+        address: An existing ``dask.distributed`` scheduler (``tcp://host:8786``). Empty: a
+            local cluster of ``workers`` processes started for the run and stopped with it.
+            Credentials never go here: a secured scheduler's come from Dask's own
+            configuration in the environment (``DASK_DISTRIBUTED__COMM__TLS__...``).
+        workers: Worker processes of the local cluster (one thread each).
+    """
+
+    engine: Literal["local", "dask"] = "local"
+    address: str | None = None
+    workers: int = Field(default=2, ge=1, le=256)
+
+    @field_validator("address")
+    @classmethod
+    def _scheduler_address(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in ("tcp", "tls", "inproc", "ucx", "ws", "wss") or not rest:
+            raise ValueError(
+                f"'{value}' is not a Dask scheduler address (e.g. tcp://127.0.0.1:8786)"
+            )
+        if "@" in rest:
+            raise ValueError("the scheduler address must not hold credentials")
+        return value
+
+
 class Config(_Model):
     """The whole mlpipe configuration."""
 
@@ -347,6 +379,7 @@ class Config(_Model):
     promotion: PromotionConfig = PromotionConfig()
     tracking: TrackingConfig = TrackingConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    execution: ExecutionConfig = ExecutionConfig()
 
     def safe_dump(self) -> dict[str, Any]:
         """The config as JSON-able data with every secret redacted (for logs and artifacts)."""

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlpipe.config import ExecutionConfig
 from mlpipe.data.clean import CleanStats
 from mlpipe.data.split import SplitSpec
 from mlpipe.quality.gate import GateOutcome
@@ -29,6 +30,7 @@ class RunContext(_Frozen):
 
     run_id: str
     run_dir: str
+    execution: ExecutionConfig = ExecutionConfig()
 
     def path(self, name: str) -> Path:
         """Path of a file inside the run directory."""

@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 
 import joblib
-import pandas as pd
 from prefect import task
 
 from mlpipe.config import FeatureConfig
-from mlpipe.data.features import FeatureStats, check_magnitudes, preprocessor_from
+from mlpipe.data.features import FeatureStats, preprocessor_from
 from mlpipe.handoff import Features, RunContext, Splits
 from mlpipe.io import tracking
-from mlpipe.io.tables import PartitionWriter, iter_partitions
-from mlpipe.learn.train import TARGET_COLUMN, encode_target
-from mlpipe.serving.predictor import transform
+from mlpipe.io.engine import engine_for
+from mlpipe.io.tables import PartitionWriter
+from mlpipe.learn.train import feature_rows
 
 log = logging.getLogger("mlpipe.features")
 
@@ -29,25 +28,29 @@ def build_features(splits: Splits, cfg: FeatureConfig, run: RunContext) -> Featu
     """
     schema = splits.dataset
     median = cfg.numeric_impute == "median"
+    engine = engine_for(run.execution, run.run_dir)
     stats = FeatureStats()
-    for part in iter_partitions(splits.train, progress="feature statistics"):
-        stats = stats.merge(FeatureStats.of(part, schema, median))
+    for part in engine.summarise(
+        FeatureStats.of, splits.train, schema, median, progress="feature statistics"
+    ):
+        stats = stats.merge(part)
     preprocessor = preprocessor_from(stats, schema, cfg)
     path = run.path("preprocessor.joblib")
     joblib.dump(preprocessor, path)
     names = [str(n) for n in preprocessor.get_feature_names_out()]
-    # The trainer reads these instead of transforming the rows again. Columns by position:
-    # encoded names can repeat (column "a" value "b_c" and column "a_b" value "c").
-    columns = [f"f{i}" for i in range(len(names))]
+    # The trainer reads these instead of transforming the rows again; the training rows'
+    # magnitudes were checked in fitting, the validation rows' are checked here.
     written = []
-    for rows, name in ((splits.train, "features_train"), (splits.val, "features_val")):
+    for rows, name, check in (
+        (splits.train, "features_train", False),
+        (splits.val, "features_val", True),
+    ):
         with PartitionWriter(run.path(name)) as writer:
-            for part in iter_partitions(rows, progress=name.replace("_", " ")):
-                if name == "features_val":
-                    check_magnitudes(part, schema)  # the training rows' were checked in fitting
-                out = pd.DataFrame(transform(preprocessor, schema, part), columns=columns)
-                out[TARGET_COLUMN] = encode_target(part[schema.target], splits.classes)
-                writer.write(out)
+            for _ in engine.rewrite(
+                feature_rows, rows, [writer], preprocessor, schema, splits.classes, check,
+                progress=name.replace("_", " "),
+            ):  # fmt: skip
+                pass
             written.append(writer.commit())
     tracking.log_metrics(run.run_id, {"n_features": len(names)})
     log.info("features: %d columns after encoding", len(names))

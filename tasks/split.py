@@ -8,10 +8,11 @@ import logging
 from prefect import task
 
 from mlpipe.config import SplitConfig
-from mlpipe.data.split import SplitTally, buckets, split_partition, split_spec
+from mlpipe.data.split import SplitTally, split_rows, split_spec
 from mlpipe.handoff import CleanedData, RunContext, Splits
 from mlpipe.io import tracking
-from mlpipe.io.tables import BucketWriter, PartitionWriter, iter_partitions, partition_files
+from mlpipe.io.engine import engine_for
+from mlpipe.io.tables import PartitionWriter, partition_files
 from mlpipe.registry import SPLIT_TAG
 
 log = logging.getLogger("mlpipe.split")
@@ -32,17 +33,17 @@ def split_data(data: CleanedData, cfg: SplitConfig, run: RunContext) -> Splits:
     # As many training partitions as cleaned ones (each a uniform sample of the rows), but
     # few enough files open at once for any system's limit.
     n = min(len(partition_files(data.path)), MAX_TRAIN_PARTITIONS)
+    engine = engine_for(run.execution, run.run_dir)
     with (
-        BucketWriter(run.path("train"), n) as train_rows,
+        engine.bucket_writer(run.path("train"), n) as train_rows,
         PartitionWriter(run.path("val")) as val_rows,
         PartitionWriter(run.path("test")) as test_rows,
     ):
-        for part in iter_partitions(data.path, progress="split"):
-            parts = split_partition(part, spec)
-            tally.add(parts, schema.target, classify)
-            train_rows.write(parts[0], buckets(parts[0], spec, n))
-            val_rows.write(parts[1])
-            test_rows.write(parts[2])
+        for part in engine.rewrite(
+            split_rows, data.path, [train_rows, val_rows, test_rows],
+            spec, n, schema.target, classify, progress="split",
+        ):  # fmt: skip
+            tally.merge(part)
         tally.check(spec)
         train, val, test = train_rows.commit(), val_rows.commit(), test_rows.commit()
     rows = tally.rows

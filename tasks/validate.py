@@ -13,6 +13,7 @@ from mlpipe.config import ValidationConfig
 from mlpipe.errors import ConfigError, DataValidationError
 from mlpipe.handoff import LoadedData, RunContext, ValidatedData
 from mlpipe.io import tracking
+from mlpipe.io.engine import engine_for
 from mlpipe.io.tables import PartitionWriter, iter_partitions, partition_files, write_text
 from mlpipe.orchestration import publish_markdown
 from mlpipe.quality.fastcheck import repeated_values
@@ -39,14 +40,15 @@ def validate_data(
     tracking.log_artifact(run.run_id, stored, SUITE_ARTIFACT.rsplit("/", 1)[0])
     schema = without_unvalidated(data.dataset, suite)
     gate = PartitionGate(suite, cfg.engine, cfg.max_quarantine_rate, _repeated(data.path, suite))
+    engine = engine_for(run.execution, run.run_dir)
     with (
         PartitionWriter(run.path("validated")) as passing,
         PartitionWriter(run.path("quarantine")) as quarantine,
     ):
-        for part in iter_partitions(data.path, progress="validation"):
-            kept, flagged = gate.add(part)
-            passing.write(kept)
-            quarantine.write(flagged)
+        for checked in engine.rewrite(
+            gate.check, data.path, [passing, quarantine], progress="validation"
+        ):
+            gate.merge(checked)
         report = gate.report()
         outcome = gate.outcome(report)
         quarantine_path = quarantine.commit() if quarantine.rows else None

@@ -104,6 +104,16 @@ class SplitTally:
             self.labels = counts if self.labels is None else self.labels.add(counts, fill_value=0)
             self.trained.update(parts[0][target].unique())
 
+    def merge(self, other: SplitTally) -> None:
+        """Add another partition's tally."""
+        for name, rows in other.rows.items():
+            self.rows[name] += rows
+        if other.labels is not None:
+            self.labels = (
+                other.labels if self.labels is None else self.labels.add(other.labels, fill_value=0)
+            )
+        self.trained.update(other.trained)
+
     def check(self, spec: SplitSpec) -> None:
         """Refuse an empty split, or a class with no training rows.
 
@@ -130,6 +140,16 @@ class SplitTally:
     def classes(self) -> list[int | float | str] | None:
         """The labels seen, sorted (:func:`class_labels`); ``None`` for a regression."""
         return None if self.labels is None else class_labels(pd.Series(self.labels.index))
+
+
+def split_rows(
+    frame: pd.DataFrame, spec: SplitSpec, n: int, target: str, classify: bool
+) -> tuple[tuple[tuple[pd.DataFrame, np.ndarray], pd.DataFrame, pd.DataFrame], SplitTally]:
+    """One partition split: ``((train, its buckets in 0 .. n - 1), val, test)`` and its tally."""
+    parts = split_partition(frame, spec)
+    tally = SplitTally()
+    tally.add(parts, target, classify)
+    return ((parts[0], buckets(parts[0], spec, n)), parts[1], parts[2]), tally
 
 
 def split_frame(

@@ -13,7 +13,7 @@ from mlpipe import smoke
 from mlpipe.config import Config, flatten
 from mlpipe.data.datasets import dataset_name, model_name
 from mlpipe.handoff import RunContext
-from mlpipe.io import tracking
+from mlpipe.io import engine, tracking
 from mlpipe.io.processes import owner, owner_alive
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -56,12 +56,15 @@ def training_run(config: Config, flow_run_id: str | None = None) -> Iterator[Run
                 run_dir.mkdir(parents=True, exist_ok=False)
                 tracking.log_params(run_id, flatten(config))
                 tracking.log_dict(run_id, config.safe_dump(), "config/resolved.json")
-                yield RunContext(run_id=run_id, run_dir=str(run_dir.resolve()))
+                yield RunContext(
+                    run_id=run_id, run_dir=str(run_dir.resolve()), execution=config.execution
+                )
             except BaseException:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 raise
     finally:
         smoke.discard()
+        engine.shutdown()  # a local Dask cluster started for this run stops with it
 
 
 def remove_run_dirs(runs_dir: str, run_ids: list[str]) -> list[str]:

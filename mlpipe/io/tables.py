@@ -858,6 +858,16 @@ def iter_partitions(
             done.step(len(frame))
 
 
+def write_part(frame: pd.DataFrame, path: str | Path) -> int:
+    """Write ``frame`` as one partition file (nothing for no rows); return its rows."""
+    import pyarrow.parquet as pq
+
+    if not len(frame):
+        return 0
+    pq.write_table(_arrow(frame), path)
+    return len(frame)
+
+
 def _unified(types: list[Any]) -> Any:
     """One Arrow type every partition's type of a column converts to without losing values.
 
@@ -968,17 +978,29 @@ class PartitionWriter(_DatasetWriter):
         self._write_part(part)
 
     def _write_part(self, frame: pd.DataFrame) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        # No pandas metadata: partitions must read back alike whatever dtype a block had.
-        table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
         with _naming(self.path):
-            pq.write_table(table, self.partial / f"part-{self.parts:05d}.parquet")
+            write_part(frame, self._next())
         if self.digest is not None:
             self.digest.update(frame)
-        self.parts += 1
         self.rows += len(frame)
+
+    def reserve(self) -> Path:
+        """The path of the next partition, for a writer elsewhere (a worker process).
+
+        The partition counts once it is there: see :meth:`adopt`.
+        """
+        if self.digest is not None or self.rows_per_part:
+            raise ValueError("only a one-to-one writer without a digest hands out partitions")
+        return self._next()
+
+    def _next(self) -> Path:
+        path = self.partial / f"part-{self.parts:05d}.parquet"
+        self.parts += 1
+        return path
+
+    def adopt(self, rows: int) -> None:
+        """Count ``rows`` written by someone else into a :meth:`reserve`-d partition."""
+        self.rows += rows
 
     def _unify(self) -> bool:
         """Convert partitions whose column types differ; whether any was rewritten."""
@@ -1022,7 +1044,7 @@ class PartitionWriter(_DatasetWriter):
         """
         if self._buffered:
             self._flush(self._buffered)
-        if self.parts and self._unify() and self.digest is not None:
+        if self.rows and self._unify() and self.digest is not None:
             # Types changed under rows already digested: digest the converted rows.
             self.digest = Digest()
             for frame in iter_partitions(self.partial):
@@ -1033,13 +1055,31 @@ class PartitionWriter(_DatasetWriter):
         self._buffer = []
 
 
+def _arrow(frame: pd.DataFrame) -> Any:
+    import pyarrow as pa
+
+    # No pandas metadata: partitions must read back alike whatever dtype a block had.
+    return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+
+
+def _by_bucket(table: Any, bucket: np.ndarray, buckets: int) -> Iterator[tuple[int, Any]]:
+    """``(bucket, Arrow rows)`` for each non-empty bucket, rows in their order."""
+    order = np.argsort(bucket, kind="stable")  # rows keep their order within a bucket
+    starts = np.searchsorted(bucket[order], np.arange(buckets + 1))
+    for b in range(buckets):
+        lo, hi = starts[b], starts[b + 1]
+        if hi > lo:
+            yield b, table.take(order[lo:hi])
+
+
 class BucketWriter(_DatasetWriter):
     """Writes rows into ``buckets`` partitions by a bucket number per row; see PartitionWriter.
 
     Each bucket is one Parquet file (``part-00000.parquet``, ...) that grows by a row group
     per :meth:`write`, so memory holds one frame whatever the number of buckets. Used to
     scatter rows over partitions by hash: each partition is then a uniform sample of all
-    rows, whatever order the source was sorted in.
+    rows, whatever order the source was sorted in. Written in this process; see
+    :class:`PieceBucketWriter` for rows written by several processes.
     """
 
     def __init__(self, path: str | Path, buckets: int):
@@ -1050,28 +1090,27 @@ class BucketWriter(_DatasetWriter):
 
     def write(self, frame: pd.DataFrame, bucket: np.ndarray) -> None:
         """Append each row of ``frame`` to the bucket ``bucket`` names (0 .. buckets - 1)."""
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         if not len(frame):
             return
-        table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+        table = _arrow(frame)
         if self._schema is None:
             self._schema = table.schema
-        table = table.cast(self._schema)
-        order = np.argsort(bucket, kind="stable")  # rows keep their order within a bucket
-        sorted_buckets = bucket[order]
-        starts = np.searchsorted(sorted_buckets, np.arange(self.buckets + 1))
         with _naming(self.path):
-            for b in range(self.buckets):
-                lo, hi = starts[b], starts[b + 1]
-                if hi <= lo:
-                    continue
+            for b, rows in _by_bucket(table.cast(self._schema), bucket, self.buckets):
                 if b not in self._writers:
                     target = self.partial / f"part-{b:05d}.parquet"
                     self._writers[b] = pq.ParquetWriter(target, self._schema)
-                self._writers[b].write_table(table.take(order[lo:hi]))
+                self._writers[b].write_table(rows)
         self.rows += len(frame)
+
+    def reserve(self) -> BucketWriter:
+        """Where one input partition's rows go: this writer itself (same process only)."""
+        return self
+
+    def adopt(self, rows: int) -> None:
+        """Nothing to count: :meth:`write` counted the rows."""
 
     def _close(self) -> None:
         for writer in self._writers.values():
@@ -1086,3 +1125,97 @@ class BucketWriter(_DatasetWriter):
         """
         self._close()
         return self._publish()
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """Where a worker writes one input partition's rows, one file per bucket."""
+
+    folder: Path
+    buckets: int
+
+
+def write_pieces(frame: pd.DataFrame, bucket: np.ndarray, pieces: Pieces) -> int:
+    """Write ``frame``'s rows into ``pieces.folder/part-<bucket>.parquet``; return the rows."""
+    import pyarrow.parquet as pq
+
+    if not len(frame):
+        return 0
+    pieces.folder.mkdir(parents=True, exist_ok=True)
+    for b, rows in _by_bucket(_arrow(frame), bucket, pieces.buckets):
+        pq.write_table(rows, pieces.folder / f"part-{b:05d}.parquet")
+    return len(frame)
+
+
+def gather_bucket(bucket: int, root: Path, inputs: int, target: Path) -> int:
+    """Join bucket ``bucket``'s pieces of every input partition, in order, into ``target``."""
+    import pyarrow.parquet as pq
+
+    writer, rows = None, 0
+    try:
+        for i in range(inputs):
+            piece = root / f"{i:05d}" / f"part-{bucket:05d}.parquet"
+            if not piece.exists():
+                continue
+            table = pq.read_table(piece)
+            if writer is None:
+                writer = pq.ParquetWriter(target, table.schema)
+            writer.write_table(table.cast(writer.schema))  # a row group per input, as above
+            rows += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+class PieceBucketWriter(_DatasetWriter):
+    """A :class:`BucketWriter` for rows written by worker processes.
+
+    Each input partition's rows land in pieces, one small file per bucket; :meth:`commit`
+    joins each bucket's pieces in input order into ``part-<bucket>.parquet`` (a task per
+    bucket on ``engine``), so the dataset equals what :class:`BucketWriter` writes.
+    """
+
+    def __init__(self, path: str | Path, buckets: int, engine: Any):
+        super().__init__(path)
+        self.buckets, self.engine, self.inputs = buckets, engine, 0
+        self.root = self.partial / ".pieces"
+
+    def reserve(self) -> Pieces:
+        """Where the next input partition's rows go."""
+        self.inputs += 1
+        return Pieces(self.root / f"{self.inputs - 1:05d}", self.buckets)
+
+    def adopt(self, rows: int) -> None:
+        """Count ``rows`` written into reserved pieces."""
+        self.rows += rows
+
+    def commit(self) -> str:
+        """Join the pieces into one partition per bucket; move the dataset into place."""
+        import shutil
+
+        targets = [self.partial / f"part-{b:05d}.parquet" for b in range(self.buckets)]
+        jobs = list(zip(range(self.buckets), targets, strict=True))
+        for _ in self.engine.map(_gather_job, jobs, self.root, self.inputs):
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
+        return self._publish()
+
+
+def _gather_job(job: tuple[int, Path], root: Path, inputs: int) -> int:
+    return gather_bucket(job[0], root, inputs, job[1])
+
+
+def put(out: Any, target: Any) -> int:
+    """Write one stage output where a writer's :meth:`reserve` said; return its rows.
+
+    ``target``: a partition file (``out`` a frame), :class:`Pieces` or an in-process
+    :class:`BucketWriter` (``out`` a ``(frame, buckets)`` pair).
+    """
+    if isinstance(target, Pieces):
+        return write_pieces(out[0], out[1], target)
+    if isinstance(target, BucketWriter):
+        before = target.rows
+        target.write(out[0], out[1])
+        return target.rows - before
+    return write_part(out, target)

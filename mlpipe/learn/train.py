@@ -47,6 +47,26 @@ def seed_everything(seed: int) -> None:
         torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
+def feature_rows(
+    part: pd.DataFrame,
+    preprocessor: Any,
+    schema: Schema,
+    classes: list[Any] | None,
+    check: bool,
+) -> tuple[tuple[pd.DataFrame], None]:
+    """One partition of split rows as the trainer reads them: features ``f0..``, the target.
+
+    Columns by position: encoded names can repeat (column "a" value "b_c" and column "a_b"
+    value "c"). ``check``: first refuse magnitudes the preprocessing was not fitted to check.
+    """
+    if check:
+        check_magnitudes(part, schema)
+    x = transform(preprocessor, schema, part)
+    out = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
+    out[TARGET_COLUMN] = encode_target(part[schema.target], classes)
+    return (out,), None
+
+
 def encode_target(y: pd.Series, classes: list[Any] | None) -> np.ndarray:
     """Class labels to indices into ``classes``; regression targets to float32."""
     if classes is None:

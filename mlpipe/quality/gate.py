@@ -13,6 +13,7 @@ Counts are summed over chunks and judged once for the whole input.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -118,6 +119,17 @@ def _merge(a: ExpectationResult, b: ExpectationResult, exp: dict[str, Any]) -> E
     )
 
 
+@dataclass(frozen=True)
+class Checked:
+    """One partition's results, as :meth:`PartitionGate.merge` adds them up."""
+
+    found: list[ExpectationResult]
+    rows: int
+    quarantined: int
+    reasons: dict[str, int]
+    columns: list[str]
+
+
 class PartitionGate:
     """The gate over a table validated one partition at a time, in row order.
 
@@ -171,21 +183,41 @@ class PartitionGate:
 
     def add(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Check one partition; return its passing and quarantined rows."""
+        (passing, quarantined), checked = self.check(frame)
+        self.merge(checked)
+        return passing, quarantined
+
+    def check(self, frame: pd.DataFrame) -> tuple[tuple[pd.DataFrame, pd.DataFrame], Checked]:
+        """Check one partition, changing nothing here (a worker may run it).
+
+        Returns:
+            ``((passing, quarantined), checked)``: the rows, and what :meth:`merge` adds up.
+        """
         found = self._results(frame)
         report = gx.build_report(frame.reset_index(drop=True), self.suite, found)
         passing, quarantined, outcome = apply_gate(frame, report, self.max_quarantine_rate)
-        self.rows += len(frame)
-        self.quarantined += len(quarantined)
-        self.reasons.update(outcome.reasons)
+        checked = Checked(
+            found=found,
+            rows=len(frame),
+            quarantined=len(quarantined),
+            reasons=dict(outcome.reasons),
+            columns=list(frame.columns),
+        )
+        return (passing, quarantined), checked
+
+    def merge(self, checked: Checked) -> None:
+        """Add one partition's results (partitions in row order)."""
+        self.rows += checked.rows
+        self.quarantined += checked.quarantined
+        self.reasons.update(checked.reasons)
         if self.columns is None:
-            self.columns = frame.columns
+            self.columns = pd.Index(checked.columns)
         exps = self.suite["expectations"]
         self.merged = (
-            found
+            checked.found
             if self.merged is None
-            else [_merge(a, b, e) for a, b, e in zip(self.merged, found, exps, strict=True)]
+            else [_merge(a, b, e) for a, b, e in zip(self.merged, checked.found, exps, strict=True)]
         )
-        return passing, quarantined
 
     def report(self) -> ValidationReport:
         """The report of the whole table."""

@@ -1,0 +1,288 @@
+"""Where partition-wise work runs: in this process, or mapped over a Dask cluster.
+
+A stage's logic is a function of one partition: a frame in, and a mergeable summary (or a
+frame and a summary) out. The engine feeds it a dataset's partitions, here one after another
+or on the workers of a ``dask.distributed`` cluster, which read their partition from the run
+directory and write their output partition beside it. Either way the results come back in
+partition order, so the stage merges them into the same answer.
+
+Workers only run mlpipe's library functions, never Prefect: a process that imports Prefect
+without a server starts a temporary one of its own.
+
+One engine per execution config lives for the run: :func:`engine_for` opens it on first use
+(a local cluster starts then), :func:`shutdown` (called when the run closes) stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import pandas as pd
+
+from mlpipe.errors import MlpipeError
+from mlpipe.io.progress import Progress
+from mlpipe.io.tables import BucketWriter, PieceBucketWriter, partition_files, put
+
+if TYPE_CHECKING:
+    from mlpipe.config import ExecutionConfig
+
+log = logging.getLogger("mlpipe.engine")
+R = TypeVar("R")
+CONNECT_SECONDS = 30  # connecting to an existing scheduler
+WINDOW_PER_WORKER = 2  # partition tasks in flight per worker
+SETTLE_SECONDS = 120  # after a failure, the wait for tasks already running
+_END = object()
+
+
+class Writer(Protocol):
+    """A dataset writer that hands out where each output partition goes."""
+
+    def reserve(self) -> Any:
+        """Where the next input partition's output goes (see :func:`mlpipe.io.tables.put`)."""
+
+    def adopt(self, rows: int) -> None:
+        """Count rows written there."""
+
+
+class EngineError(MlpipeError):
+    """The cluster cannot be reached, cannot see the data, or lost its workers."""
+
+
+def _summarise_file(file: Path, fn: Callable[..., Any], columns: Any, *shared: Any) -> Any:
+    frame = pd.read_parquet(file, columns=columns)
+    return fn(frame, *shared), len(frame)
+
+
+def _rewrite_file(job: Any, fn: Callable[..., Any], columns: Any, *shared: Any) -> Any:
+    source, targets = job
+    frames, summary = fn(pd.read_parquet(source, columns=columns), *shared)
+    return summary, [put(f, t) for f, t in zip(frames, targets, strict=True)]
+
+
+class Engine:
+    """Runs partition functions in this process, one partition after another."""
+
+    name = "local"
+
+    def summarise(
+        self,
+        fn: Callable[..., R],
+        path: str | Path,
+        *shared: Any,
+        columns: list[str] | None = None,
+        progress: str | None = None,
+    ) -> Iterator[R]:
+        """``fn(partition, *shared)`` for each partition of ``path``, in partition order."""
+        files = partition_files(path)
+        done = Progress(progress, len(files)) if progress else None
+        for summary, rows in self._map(_summarise_file, files, fn, columns, *shared):
+            if done is not None:
+                done.step(rows)
+            yield summary
+
+    def rewrite(
+        self,
+        fn: Callable[..., tuple[tuple[pd.DataFrame, ...], R]],
+        path: str | Path,
+        writers: Sequence[Writer],
+        *shared: Any,
+        columns: list[str] | None = None,
+        progress: str | None = None,
+    ) -> Iterator[R]:
+        """Write the frames of ``fn(partition, *shared)`` into ``writers``, one each.
+
+        ``fn`` returns ``(frames, summary)``: one frame per writer, which gets one output
+        partition per input partition (none for no rows). The summaries come back in
+        partition order.
+        """
+        files = partition_files(path)
+        jobs = [(file, [w.reserve() for w in writers]) for file in files]
+        done = Progress(progress, len(files)) if progress else None
+        for summary, rows in self._map(_rewrite_file, jobs, fn, columns, *shared):
+            for writer, n in zip(writers, rows, strict=True):
+                writer.adopt(n)
+            if done is not None:
+                done.step(sum(rows))
+            yield summary
+
+    def map(self, fn: Callable[..., R], items: Sequence[Any], *shared: Any) -> Iterator[R]:
+        """``fn(item, *shared)`` for each item, in order."""
+        return self._map(fn, items, *shared)
+
+    def bucket_writer(self, path: str | Path, buckets: int) -> BucketWriter | PieceBucketWriter:
+        """A writer that scatters rows over ``buckets`` partitions (rows and a bucket per row)."""
+        return BucketWriter(path, buckets)
+
+    def require(self, path: str | Path) -> None:
+        """Check that the workers can read and write ``path`` (here: nothing to check)."""
+
+    def close(self) -> None:
+        """Release the engine's resources."""
+
+    def _map(self, task: Callable[..., Any], items: Sequence[Any], *shared: Any) -> Iterator[Any]:
+        for item in items:
+            yield task(item, *shared)
+
+
+class DaskEngine(Engine):
+    """Maps partition functions over the workers of a ``dask.distributed`` cluster."""
+
+    name = "dask"
+
+    def __init__(self, client: Any, cluster: Any = None, where: str = "") -> None:
+        """Use ``client``; ``cluster``: a local cluster this engine started and stops."""
+        self.client, self.cluster, self.where = client, cluster, where
+        self._seen: set[str] = set()
+
+    def require(self, path: str | Path) -> None:
+        """Raise :class:`EngineError` when a worker does not see the folder ``path``."""
+        folder = str(Path(path).resolve())
+        if folder in self._seen:
+            return
+        try:
+            seen = self.client.run(os.path.isdir, folder)
+        except Exception as err:
+            raise self._error(err) from None
+        blind = sorted(worker for worker, ok in seen.items() if not ok)
+        if not seen or blind:
+            raise EngineError(
+                f"Dask workers {', '.join(blind) or '(none)'} of {self.where} cannot see "
+                f"{folder}: runs_dir must be on storage every worker mounts at the same path"
+            )
+        self._seen.add(folder)
+
+    def bucket_writer(self, path: str | Path, buckets: int) -> BucketWriter | PieceBucketWriter:
+        """Rows scattered by the workers into pieces, joined per bucket on commit."""
+        return PieceBucketWriter(path, buckets, self)
+
+    def close(self) -> None:
+        """Disconnect; stop the local cluster if this engine started it."""
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+    def _map(self, task: Callable[..., Any], items: Sequence[Any], *shared: Any) -> Iterator[Any]:
+        from distributed import wait
+
+        if not items:
+            return
+        try:
+            # Large arguments (a fitted preprocessor, a schema) travel to each worker once.
+            sent = [self.client.scatter(value, broadcast=True, hash=False) for value in shared]
+            # A bounded window of tasks: results stream back in order, and after a failure
+            # only the few in flight are left to finish.
+            window = WINDOW_PER_WORKER * max(1, len(self.client.scheduler_info()["workers"]))
+        except Exception as err:
+            raise self._error(err) from None
+        pending = iter(items)
+        flight: deque[Any] = deque()
+
+        def submit() -> None:
+            item = next(pending, _END)
+            if item is not _END:
+                flight.append(self.client.submit(task, item, *sent, pure=False))
+
+        try:
+            for _ in range(window):
+                submit()
+            while flight:
+                value = _result(flight.popleft(), self)
+                submit()
+                yield value
+        finally:
+            if flight:
+                # Let the tasks in flight end before the caller cleans up (a worker must not
+                # write into a folder the caller is deleting); a dead cluster gets a deadline.
+                with contextlib.suppress(Exception):
+                    wait(list(flight), timeout=SETTLE_SECONDS)
+                self.client.cancel(list(flight))
+
+    def _error(self, err: BaseException) -> EngineError:
+        text = " ".join(str(err).split()) or type(err).__name__
+        return EngineError(f"Dask cluster {self.where}: {text[:300]}")
+
+
+def _result(future: Any, engine: DaskEngine) -> Any:
+    """A future's value; the partition function's own errors are raised as they are."""
+    from distributed import KilledWorker
+
+    try:
+        return future.result()
+    except Exception as err:
+        if future.status == "error" and not isinstance(err, KilledWorker):
+            raise  # e.g. a DataError about the rows, as the local engine raises it
+        raise engine._error(err) from None  # a lost worker, a closed connection
+
+
+LOCAL = Engine()
+_lock = threading.Lock()
+_open: dict[tuple[str | None, int], DaskEngine] = {}
+
+
+def engine_for(cfg: ExecutionConfig, folder: str | Path) -> Engine:
+    """The engine of ``cfg`` for data under ``folder`` (the run directory).
+
+    A Dask engine is opened on first use and kept until :func:`shutdown`.
+
+    Raises:
+        EngineError: The scheduler at ``cfg.address`` cannot be reached, or its workers
+            cannot see ``folder``.
+    """
+    if cfg.engine == "local":
+        return LOCAL
+    key = (cfg.address, cfg.workers)
+    with _lock:
+        if key not in _open:
+            _open[key] = _connect(cfg)
+        engine = _open[key]
+    engine.require(folder)
+    return engine
+
+
+def _connect(cfg: ExecutionConfig) -> DaskEngine:
+    from distributed import Client, LocalCluster
+
+    if cfg.address:
+        try:
+            client = Client(cfg.address, timeout=CONNECT_SECONDS, set_as_default=False)
+        except Exception as err:
+            text = " ".join(str(err).split()) or type(err).__name__
+            raise EngineError(
+                f"cannot reach the Dask scheduler {cfg.address}: {text[:300]}"
+            ) from None
+        log.info("dask: connected to %s", cfg.address)
+        return DaskEngine(client, where=cfg.address)
+    cluster = LocalCluster(
+        n_workers=cfg.workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    client = Client(cluster, set_as_default=False)
+    where = f"local cluster ({cfg.workers} workers)"
+    log.info("dask: started a %s", where)
+    return DaskEngine(client, cluster, where=where)
+
+
+def shutdown() -> None:
+    """Stop every engine opened for this run."""
+    with _lock:
+        engines = list(_open.values())
+        _open.clear()
+    for engine in engines:
+        try:
+            engine.close()
+        except Exception as err:  # closing must not hide the run's own outcome
+            log.warning("dask: closing %s failed: %s", engine.where, err)

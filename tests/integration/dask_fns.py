@@ -1,0 +1,27 @@
+"""Partition functions for the Dask tests, in a module workers can import without Prefect."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+
+from mlpipe.errors import DataError
+
+
+def rows_and_sum(part: pd.DataFrame, column: str) -> tuple[int, float]:
+    """A mergeable summary of one partition."""
+    return len(part), float(part[column].sum())
+
+
+def doubled(part: pd.DataFrame, column: str) -> tuple[tuple[pd.DataFrame], int]:
+    """One column doubled; a partition where it is all missing is bad data."""
+    if part[column].isna().all():
+        raise DataError(f"column {column} is empty in a partition")
+    out = part[[column]] * 2
+    return (out,), len(out)
+
+
+def modules(names: list[str]) -> dict[str, bool]:
+    """Which of ``names`` the calling process has imported."""
+    return {name: name in sys.modules for name in names}

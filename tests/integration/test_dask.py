@@ -1,0 +1,175 @@
+"""The Dask engine: a local cluster, and a real scheduler with two workers started by Dask's
+own command-line tools on free loopback ports. Results must equal the local engine's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cloudpickle
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from flows.training import training
+from mlpipe.config import ExecutionConfig, build_config
+from mlpipe.errors import DataError
+from mlpipe.io import engine
+from mlpipe.io.engine import EngineError, engine_for
+from mlpipe.io.tables import PartitionWriter, iter_partitions
+from tests.helpers import make_mixed_frame
+from tests.integration import dask_fns
+from tests.integration.dask_fns import doubled, modules, rows_and_sum
+from tests.integration.stack import free_port, start, stop
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# `client.run` ships these by value to workers started outside (they cannot import tests/);
+# mapped ones go by reference, as mlpipe's own partition functions do.
+cloudpickle.register_pickle_by_value(dask_fns)
+FAST = {"train": {"max_epochs": 8, "hidden_layers": [32, 16], "learning_rate": 0.01}}
+
+
+def _dataset(folder: Path, parts: int = 4, rows: int = 50) -> Path:
+    frame = make_mixed_frame(n=parts * rows)
+    with PartitionWriter(folder / "table") as writer:
+        for i in range(parts):
+            writer.write(frame.iloc[i * rows : (i + 1) * rows])
+        return Path(writer.commit())
+
+
+@pytest.fixture
+def local_cluster(tmp_path: Path) -> Iterator[ExecutionConfig]:
+    cfg = ExecutionConfig(engine="dask", workers=2)
+    yield cfg
+    engine.shutdown()
+
+
+def test_a_local_cluster_maps_partitions_like_the_local_engine(
+    tmp_path: Path, local_cluster: ExecutionConfig
+):
+    table = _dataset(tmp_path)
+    dask = engine_for(local_cluster, tmp_path)
+    assert dask.name == "dask"
+    local = engine_for(ExecutionConfig(), tmp_path)
+    assert list(dask.summarise(rows_and_sum, table, "size")) == list(
+        local.summarise(rows_and_sum, table, "size")
+    )
+    outputs = []
+    for which in (local, dask):
+        with PartitionWriter(tmp_path / f"doubled-{which.name}") as writer:
+            assert list(which.rewrite(doubled, table, [writer], "size")) == [50] * 4
+            outputs.append(pd.concat(iter_partitions(writer.commit())))
+    pd.testing.assert_frame_equal(outputs[0], outputs[1])
+    # The work ran in the workers, which never imported Prefect.
+    seen = dask.client.run(modules, ["pandas", "prefect"])  # type: ignore[attr-defined]
+    assert len(seen) == 2
+    assert all(v == {"pandas": True, "prefect": False} for v in seen.values()), seen
+
+
+def test_a_workers_error_about_the_data_comes_back_as_itself(
+    tmp_path: Path, local_cluster: ExecutionConfig
+):
+    table = _dataset(tmp_path)
+    frame = pd.concat(iter_partitions(table), ignore_index=True)
+    frame.loc[100:149, "size"] = None  # the third partition
+    bad = _dataset_from(frame, tmp_path / "bad")
+    dask = engine_for(local_cluster, tmp_path)
+    with (
+        PartitionWriter(tmp_path / "out") as writer,
+        pytest.raises(DataError, match="column size is empty in a partition"),
+    ):
+        list(dask.rewrite(doubled, bad, [writer], "size"))
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    assert not list(tmp_path.glob(".out.*"))
+
+
+def _dataset_from(frame: pd.DataFrame, folder: Path, rows: int = 50) -> Path:
+    with PartitionWriter(folder, rows=rows) as writer:
+        writer.write(frame)
+        return Path(writer.commit())
+
+
+def test_an_unreachable_scheduler_is_one_clear_line(tmp_path: Path):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(EngineError, match=f"cannot reach the Dask scheduler {address}"):
+        engine_for(ExecutionConfig(engine="dask", address=address), tmp_path)
+    assert time.monotonic() - started < engine.CONNECT_SECONDS + 15
+
+
+def test_workers_that_cannot_see_the_run_directory_are_refused(
+    tmp_path: Path, local_cluster: ExecutionConfig
+):
+    with pytest.raises(EngineError, match=r"cannot see .*runs_dir must be on storage"):
+        engine_for(local_cluster, tmp_path / "not-there")
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`dask scheduler` and two `dask worker` processes on free loopback ports."""
+    from distributed import Client
+
+    logs = tmp_path_factory.mktemp("dask")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    tool = str(Path(sys.executable).with_name("dask"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    procs = [
+        start([tool, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+              env, logs / "scheduler.log")
+    ]  # fmt: skip
+    try:
+        for i in range(2):
+            procs.append(
+                start([tool, "worker", address, "--nthreads", "1", "--no-dashboard",
+                       "--host", "127.0.0.1", "--death-timeout", "60"], env, logs / f"w{i}.log")
+            )  # fmt: skip
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        for proc in procs:
+            assert proc.poll() is not None, "a Dask process outlived the test"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_training_on_a_scheduler_and_two_workers_matches_the_local_engine(
+    isolated_workdir: Path, scheduler: str
+):
+    from distributed import Client
+
+    path = isolated_workdir / "shop.csv"
+    make_mixed_frame(n=1500).to_csv(path, index=False)
+    base = {"dataset": {"source": str(path), "target": "label", "partition_rows": 250}, **FAST}
+    local = training(build_config(base))
+    on_cluster = training(
+        build_config(base, overrides=["execution.engine=dask", f"execution.address={scheduler}"])
+    )
+    assert on_cluster.version == "2"
+    # The same features, hence the same network and metrics.
+    for name in ("features_train", "features_val"):
+        pd.testing.assert_frame_equal(
+            pd.concat(iter_partitions(Path(local.run_dir) / name), ignore_index=True),
+            pd.concat(iter_partitions(Path(on_cluster.run_dir) / name), ignore_index=True),
+        )
+    assert on_cluster.metrics == pytest.approx(local.metrics, rel=1e-9, abs=1e-12)
+    params = MlflowClient().get_run(on_cluster.run_id).data.params
+    assert params["execution.engine"] == "dask"
+    with Client(scheduler, timeout=30) as client:
+        seen = client.run(modules, ["mlpipe.learn.train", "prefect"])
+    assert len(seen) == 2
+    assert any(v["mlpipe.learn.train"] for v in seen.values()), seen  # they did the work
+    assert not any(v["prefect"] for v in seen.values()), seen
+
+
+def test_dask_tools_are_installed():
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dask")), "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "2026.8.0" in done.stdout + done.stderr
