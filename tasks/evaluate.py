@@ -11,10 +11,11 @@ from mlpipe.data.sampling import RowSample
 from mlpipe.errors import DataError
 from mlpipe.handoff import Evaluation, Evidence, RunContext, Splits, TrainedModels
 from mlpipe.io import tracking
+from mlpipe.io.engine import engine_for
 from mlpipe.io.tables import iter_partitions, write_parquet
 from mlpipe.learn.metrics import DEFAULT_PRIMARY, EVIDENCE_ROWS, Tally, higher_is_better
 from mlpipe.learn.promotion import slice_masks
-from mlpipe.learn.train import candidate_outputs, encode_target
+from mlpipe.learn.train import scored_partition
 from mlpipe.reports import plots
 from mlpipe.serving.predictor import Predictor
 
@@ -35,18 +36,21 @@ def evaluate_models(
     classify = schema.task != "regression"
     predictor = Predictor.load(models.predictor)
     candidates = joblib.load(models.candidates)
-    n_classes = len(splits.classes) if splits.classes else None
     tallies: dict[str, Tally] = {}
     # Metrics are exact over every test row; the evidence (paired tests, intervals, slices,
     # plots) is a uniform sample of at most EVIDENCE_ROWS of them.
     sample = RowSample(EVIDENCE_ROWS, seed=EVIDENCE_SEED)
-    for part in iter_partitions(splits.test, progress="evaluation"):
-        # The network is scored through the path serving uses: raw rows -> coercion -> net.
-        outputs = candidate_outputs(predictor, candidates["baseline"], candidates["trivial"], part)
-        y = encode_target(part[schema.target], splits.classes)
-        for name, out in outputs.items():
-            tallies.setdefault(name, Tally(schema.task, n_classes)).add(y, out)
-        sample.add(rows=part, y=y, **{f"out:{k}": v for k, v in outputs.items()})
+    engine = engine_for(run.execution, run.run_dir)
+    for part_tallies, part_sample in engine.summarise(
+        scored_partition, splits.test, predictor, candidates, schema, splits.classes,
+        (EVIDENCE_ROWS, EVIDENCE_SEED), start=True, progress="evaluation",
+    ):  # fmt: skip
+        for name, tally in part_tallies.items():
+            if name in tallies:
+                tallies[name].merge(tally)
+            else:
+                tallies[name] = tally
+        sample.merge(part_sample)
     metrics: dict[str, float] = {}
     for name, prefix in (
         ("network", "test_"),

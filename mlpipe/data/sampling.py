@@ -66,16 +66,31 @@ class RowSample:
         self.parts: dict[str, Any] = {}
         self.rows = 0  # rows offered so far
 
-    def add(self, **parts: Any) -> None:
-        """Offer the next partition's rows; every part has one entry per row, in row order."""
+    def add(self, start: int | None = None, **parts: Any) -> None:
+        """Offer the next partition's rows; every part has one entry per row, in row order.
+
+        ``start``: the position of the partition's first row in the table (default: right
+        after the rows offered so far); a sample of a partition alone, merged later
+        (:meth:`merge`), needs it.
+        """
         n = len(next(iter(parts.values())))
         if any(len(v) != n for v in parts.values()):
             sizes = ", ".join(f"{k}={len(v)}" for k, v in parts.items())
             raise ValueError(f"parts of one partition differ in length: {sizes}")
-        keys = priorities(self.rows, n, self.seed)
+        keys = priorities(self.rows if start is None else start, n, self.seed)
         self.rows += n
         keep = smallest(keys, self.size)  # a partition never holds more than the sample
-        keys, parts = keys[keep], {k: _take(v, keep) for k, v in parts.items()}
+        self._keep(keys[keep], {k: _take(v, keep) for k, v in parts.items()})
+
+    def merge(self, later: RowSample) -> None:
+        """Add the sample of the rows that follow (same size and seed): the sample of both."""
+        if (later.size, later.seed) != (self.size, self.seed):
+            raise ValueError("only samples of the same size and seed merge")
+        self.rows += later.rows
+        if later.parts:
+            self._keep(later.keys, later.parts)
+
+    def _keep(self, keys: np.ndarray, parts: dict[str, Any]) -> None:
         if self.parts:
             keys = np.concatenate([self.keys, keys])
             parts = {k: _join(self.parts[k], v) for k, v in parts.items()}

@@ -16,6 +16,7 @@ One engine per execution config lives for the run: :func:`engine_for` opens it o
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -28,7 +29,7 @@ import pandas as pd
 
 from mlpipe.errors import MlpipeError
 from mlpipe.io.progress import Progress
-from mlpipe.io.tables import BucketWriter, PieceBucketWriter, partition_files, put
+from mlpipe.io.tables import BucketWriter, PieceBucketWriter, partition_files, put, row_count
 
 if TYPE_CHECKING:
     from mlpipe.config import ExecutionConfig
@@ -55,9 +56,12 @@ class EngineError(MlpipeError):
     """The cluster cannot be reached, cannot see the data, or lost its workers."""
 
 
-def _summarise_file(file: Path, fn: Callable[..., Any], columns: Any, *shared: Any) -> Any:
+def _summarise_file(job: Any, fn: Callable[..., Any], columns: Any, *shared: Any) -> Any:
+    file, start = job
     frame = pd.read_parquet(file, columns=columns)
-    return fn(frame, *shared), len(frame)
+    if start is None:
+        return fn(frame, *shared), len(frame)
+    return fn(frame, start, *shared), len(frame)
 
 
 def _rewrite_file(job: Any, fn: Callable[..., Any], columns: Any, *shared: Any) -> Any:
@@ -77,12 +81,21 @@ class Engine:
         path: str | Path,
         *shared: Any,
         columns: list[str] | None = None,
+        start: bool = False,
         progress: str | None = None,
     ) -> Iterator[R]:
-        """``fn(partition, *shared)`` for each partition of ``path``, in partition order."""
+        """``fn(partition, *shared)`` for each partition of ``path``, in partition order.
+
+        ``start``: call ``fn(partition, start, *shared)`` instead, ``start`` the position of
+        the partition's first row in the dataset (for samples that merge, say).
+        """
         files = partition_files(path)
+        starts: list[int | None] = [None] * len(files)
+        if start and files:
+            starts = [0, *itertools.accumulate(row_count(f) for f in files[:-1])]
         done = Progress(progress, len(files)) if progress else None
-        for summary, rows in self._map(_summarise_file, files, fn, columns, *shared):
+        jobs = list(zip(files, starts, strict=True))
+        for summary, rows in self._map(_summarise_file, jobs, fn, columns, *shared):
             if done is not None:
                 done.step(rows)
             yield summary

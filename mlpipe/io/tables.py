@@ -840,6 +840,13 @@ def partition_files(path: str | Path) -> list[Path]:
     return sorted(p.glob(PART_PATTERN), key=lambda f: int(f.stem.rsplit("-", 1)[1]))
 
 
+def row_count(file: str | Path) -> int:
+    """Rows of one Parquet file, from its footer (nothing else is read)."""
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(file).metadata.num_rows)
+
+
 def iter_partitions(
     path: str | Path, columns: list[str] | None = None, progress: str | None = None
 ) -> Iterator[pd.DataFrame]:

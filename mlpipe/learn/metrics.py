@@ -285,8 +285,11 @@ class Tally:
         self.ranked = RowSample(max(1, AUC_MAX_CELLS // kept), seed=AUC_SEED)
         self.sse = self.sae = self.mean = self.m2 = 0.0
 
-    def add(self, y: np.ndarray, outputs: np.ndarray) -> None:
-        """Add rows: targets (class indices or values) and the model's outputs on them."""
+    def add(self, y: np.ndarray, outputs: np.ndarray, start: int | None = None) -> None:
+        """Add rows: targets (class indices or values) and the model's outputs on them.
+
+        ``start``: the first row's position in the table (see :meth:`RowSample.add`).
+        """
         n = len(y)
         if not n:
             return
@@ -295,19 +298,36 @@ class Tally:
             self.confusion += np.bincount(codes, minlength=self.k * self.k).reshape(self.k, -1)
             self.log_loss += float(-np.log(_true_class_proba(y, outputs)).sum())
             kept = outputs[:, 1:] if outputs.shape[1] == 2 else outputs
-            self.ranked.add(y=y.astype(np.int32), scores=np.asarray(kept, dtype=np.float64))
+            self.ranked.add(
+                start=start, y=y.astype(np.int32), scores=np.asarray(kept, dtype=np.float64)
+            )
+            self.rows += n
         else:
             y64 = np.asarray(y, dtype=np.float64)
             err = y64 - np.asarray(outputs, dtype=np.float64)
-            self.sse += float(err @ err)
-            self.sae += float(np.abs(err).sum())
             mean = float(y64.mean())
-            m2 = float(((y64 - mean) ** 2).sum())
-            total = self.rows + n
-            delta = mean - self.mean
-            self.m2 += m2 + delta**2 * self.rows * n / total
-            self.mean += delta * n / total
-        self.rows += n
+            self._combine(n, float(err @ err), float(np.abs(err).sum()), mean,
+                          float(((y64 - mean) ** 2).sum()))  # fmt: skip
+
+    def merge(self, later: Tally) -> None:
+        """Add the tally of the rows that follow (same task and classes)."""
+        if self.task in _CLASSIFY:
+            self.confusion += later.confusion
+            self.log_loss += later.log_loss
+            self.ranked.merge(later.ranked)
+            self.rows += later.rows
+        elif later.rows:
+            self._combine(later.rows, later.sse, later.sae, later.mean, later.m2)
+
+    def _combine(self, n: int, sse: float, sae: float, mean: float, m2: float) -> None:
+        """Add ``n`` regression rows' sums and moments (Chan et al.'s parallel update)."""
+        self.sse += sse
+        self.sae += sae
+        total = self.rows + n
+        delta = mean - self.mean
+        self.m2 += m2 + delta**2 * self.rows * n / total
+        self.mean += delta * n / total
+        self.rows = total
 
     @property
     def auc_rows(self) -> int:

@@ -25,8 +25,10 @@ from torch import nn
 
 from mlpipe.config import FeatureConfig, TrainConfig
 from mlpipe.data.features import check_magnitudes, fit_features
+from mlpipe.data.sampling import RowSample
 from mlpipe.errors import ConfigError, TrainingError
 from mlpipe.io.progress import Progress
+from mlpipe.learn.metrics import Tally
 from mlpipe.serving.nets import build_network
 from mlpipe.serving.predictor import Predictor, transform
 from mlpipe.serving.schema import Schema
@@ -431,6 +433,32 @@ def candidate_outputs(
     if baseline is not None:
         out["baseline"] = model_outputs(baseline, x, n_classes)
     return out
+
+
+def scored_partition(
+    part: pd.DataFrame,
+    start: int,
+    predictor: Predictor,
+    candidates: dict[str, Any],
+    schema: Schema,
+    classes: list[Any] | None,
+    evidence: tuple[int, int],
+) -> tuple[dict[str, Tally], RowSample]:
+    """One test partition scored by every candidate: metric tallies and its evidence sample.
+
+    Both merge over partitions in row order (``start``: this partition's first row).
+    ``evidence``: the sample's size and seed. The network is scored through the path serving
+    uses: raw rows -> coercion -> net.
+    """
+    outputs = candidate_outputs(predictor, candidates["baseline"], candidates["trivial"], part)
+    y = encode_target(part[schema.target], classes)
+    n_classes = len(classes) if classes else None
+    tallies = {name: Tally(schema.task, n_classes) for name in outputs}
+    for name, out in outputs.items():
+        tallies[name].add(y, out, start=start)
+    sample = RowSample(*evidence)
+    sample.add(start=start, rows=part, y=y, **{f"out:{k}": v for k, v in outputs.items()})
+    return tallies, sample
 
 
 def fit(

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -173,6 +175,26 @@ def test_tally_over_partitions_gives_the_whole_frame_metrics(task: str, cuts: li
     assert got.keys() == expected.keys()
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_tallies_of_partitions_merged_equal_one_tally_fed_in_order(
+    task: str, monkeypatch: pytest.MonkeyPatch
+):
+    import mlpipe.learn.metrics as metrics
+
+    monkeypatch.setattr(metrics, "AUC_MAX_CELLS", 1200)  # the AUC sample is merged too
+    y, p, k = _outputs(task, 3000, seed=4)
+    fed, merged = Tally(task, k), Tally(task, k)
+    for a, b in itertools.pairwise([0, 7, 1100, 1101, 2500, 3000]):
+        fed.add(y[a:b], p[a:b])
+        part = Tally(task, k)  # on a worker: knows only where its rows start
+        part.add(y[a:b], p[a:b], start=a)
+        merged.merge(part)
+    assert merged.rows == fed.rows == 3000
+    assert merged.auc_rows == fed.auc_rows
+    for name, value in fed.metrics().items():
+        assert merged.metrics()[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
 
 
 def test_tally_leaves_out_what_is_undefined():

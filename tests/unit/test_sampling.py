@@ -20,6 +20,21 @@ def test_the_sample_is_the_same_whatever_the_partitioning(cuts: list[int]):
     assert sample.rows == 1000 and not sample.complete
 
 
+def test_samples_of_partitions_merged_in_order_equal_the_sample_of_the_table():
+    frame = pd.DataFrame({"a": np.arange(1000)})
+    whole, merged = RowSample(64, seed=5), RowSample(64, seed=5)
+    whole.add(rows=frame)
+    for a, b in itertools.pairwise([0, 5, 400, 999, 1000]):
+        part = RowSample(64, seed=5)
+        part.add(start=a, rows=frame.iloc[a:b])
+        merged.merge(part)
+    assert merged.rows == 1000
+    assert merged.keys.tolist() == whole.keys.tolist()
+    pd.testing.assert_frame_equal(merged.parts["rows"], whole.parts["rows"])
+    with pytest.raises(ValueError, match="same size and seed"):
+        merged.merge(RowSample(64, seed=6))
+
+
 def test_a_table_smaller_than_the_sample_is_kept_whole():
     sample = RowSample(100)
     sample.add(y=np.arange(30))
