@@ -7,11 +7,19 @@ import logging
 from prefect import task
 
 from mlpipe.config import CleanConfig
-from mlpipe.data.clean import CleanStats, Seen, check_drop_rate, clean_partition
+from mlpipe.data.clean import (
+    CleanStats,
+    Seen,
+    carries_values,
+    check_drop_rate,
+    clean_in_parallel,
+    clean_partition,
+)
 from mlpipe.data.roles import MIN_ROWS
 from mlpipe.errors import DataError
 from mlpipe.handoff import CleanedData, RunContext, ValidatedData
 from mlpipe.io import tracking
+from mlpipe.io.engine import engine_for
 from mlpipe.io.tables import PartitionWriter, iter_partitions
 
 log = logging.getLogger("mlpipe.clean")
@@ -23,13 +31,24 @@ def clean_data(
 ) -> CleanedData:
     """Clean the validated rows partition by partition into ``clean/``; log the accounting."""
     keep = [split_key] if split_key else []
-    seen, stats = Seen(), CleanStats()
+    schema = data.dataset
+    engine = engine_for(run.execution, run.run_dir)
+    stats = CleanStats()
     with PartitionWriter(run.path("clean")) as writer:
-        for part in iter_partitions(data.path, progress="cleaning"):
-            cleaned, part_stats = clean_partition(part, data.dataset, cfg, keep=keep, seen=seen)
-            writer.write(cleaned)
-            stats += part_stats
-        del seen  # the row hashes are no longer needed
+        if engine.name == "local" or carries_values(schema, cfg):
+            # In order, in this process (ffill carries values from partition to partition).
+            seen = Seen()
+            for part in iter_partitions(data.path, progress="cleaning"):
+                cleaned, part_stats = clean_partition(part, schema, cfg, keep=keep, seen=seen)
+                writer.write(cleaned)
+                stats += part_stats
+            del seen  # the row hashes are no longer needed
+        else:
+            staging = run.path("clean-coerced")
+            for part_stats in clean_in_parallel(
+                engine, data.path, schema, cfg, keep, writer, staging
+            ):
+                stats += part_stats
         _log_accounting(stats, data, run)
         path = _checked(writer, stats, cfg)
     return CleanedData(path=path, dataset=data.dataset, stats=stats)

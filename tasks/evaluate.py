@@ -11,7 +11,7 @@ from mlpipe.data.sampling import RowSample
 from mlpipe.errors import DataError
 from mlpipe.handoff import Evaluation, Evidence, RunContext, Splits, TrainedModels
 from mlpipe.io import tracking
-from mlpipe.io.engine import engine_for
+from mlpipe.io.engine import engine_for, starts
 from mlpipe.io.tables import iter_partitions, write_parquet
 from mlpipe.learn.metrics import DEFAULT_PRIMARY, EVIDENCE_ROWS, Tally, higher_is_better
 from mlpipe.learn.promotion import slice_masks
@@ -43,7 +43,7 @@ def evaluate_models(
     engine = engine_for(run.execution, run.run_dir)
     for part_tallies, part_sample in engine.summarise(
         scored_partition, splits.test, predictor, candidates, schema, splits.classes,
-        (EVIDENCE_ROWS, EVIDENCE_SEED), start=True, progress="evaluation",
+        (EVIDENCE_ROWS, EVIDENCE_SEED), each=starts(splits.test), progress="evaluation",
     ):  # fmt: skip
         for name, tally in part_tallies.items():
             if name in tallies:

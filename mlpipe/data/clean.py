@@ -6,7 +6,11 @@ Partition-wise: :func:`clean_partition` takes a frame and returns a frame plus
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,8 +18,11 @@ from pydantic import BaseModel, ConfigDict
 
 from mlpipe.config import CleanConfig
 from mlpipe.errors import DataError
-from mlpipe.io.tables import row_hashes
+from mlpipe.io.tables import PartitionWriter, row_hashes
 from mlpipe.serving.schema import Schema, coerce_features, coerce_target
+
+if TYPE_CHECKING:
+    from mlpipe.io.engine import Engine
 
 
 class CleanStats(BaseModel):
@@ -107,31 +114,107 @@ def clean_partition(
         and the target.
     """
     seen = Seen() if seen is None else seen
-    rows_in = len(frame)
+    out, dropped, coerced = _coerced(frame, schema, keep)
+    if cfg.drop_duplicates:
+        hashes = _hashes(out, schema)
+        repeated = seen.repeated(hashes)
+        out = _drop(out, repeated, "duplicate", dropped)
+        seen.remember(hashes[~repeated])
+    out = _policies(out, schema, cfg, seen, dropped)
+    stats = CleanStats(
+        rows_in=len(frame), rows_kept=len(out), dropped=dropped, coerced_to_missing=coerced
+    )
+    return out, stats
+
+
+class Coerced(BaseModel):
+    """What the first half of cleaning found in one partition (see :func:`coerce_partition`)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    rows_in: int
+    dropped: dict[str, int]
+    coerced_to_missing: dict[str, int]
+    hashes: np.ndarray | None = None  # of the rows left, when duplicates are dropped
+
+
+def coerce_partition(
+    frame: pd.DataFrame, schema: Schema, cfg: CleanConfig, keep: list[str] | None = None
+) -> tuple[tuple[pd.DataFrame], Coerced]:
+    """The first half of :func:`clean_partition`, for partitions cleaned in parallel.
+
+    Types coerced and rows without a target dropped; the row hashes of what is left come
+    back, so that the duplicates over all partitions are found in row order in one place
+    (:class:`Seen`) before :func:`finish_partition`.
+    """
+    out, dropped, coerced = _coerced(frame, schema, keep)
+    hashes = _hashes(out, schema) if cfg.drop_duplicates else None
+    done = Coerced(rows_in=len(frame), dropped=dropped, coerced_to_missing=coerced, hashes=hashes)
+    return (out.reset_index(drop=True),), done
+
+
+def finish_partition(
+    out: pd.DataFrame,
+    found: tuple[Coerced, np.ndarray | None],
+    schema: Schema,
+    cfg: CleanConfig,
+) -> tuple[tuple[pd.DataFrame], CleanStats]:
+    """The second half: drop the rows ``found`` repeated, apply the missing-value policies.
+
+    ``found``: the partition's :class:`Coerced` (without hashes) and its mask of rows seen
+    before. ``ffill`` carries no value in from the previous partition here: a table with an
+    ``ffill`` column is cleaned in one process, in order.
+    """
+    coerced, repeated = found
+    dropped = dict(coerced.dropped)
+    if repeated is not None:
+        out = _drop(out, repeated, "duplicate", dropped)
+    out = _policies(out, schema, cfg, Seen(), dropped)
+    stats = CleanStats(
+        rows_in=coerced.rows_in,
+        rows_kept=len(out),
+        dropped=dropped,
+        coerced_to_missing=coerced.coerced_to_missing,
+    )
+    return (out,), stats
+
+
+def _coerced(
+    frame: pd.DataFrame, schema: Schema, keep: list[str] | None
+) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
+    """Features and target coerced, extra columns carried, rows without a target dropped."""
     dropped: dict[str, int] = {}
     features, coerced = coerce_features(frame, schema)
     extra = [c for c in (keep or []) if c not in schema.features and c != schema.target]
     out = features[[*schema.features, *extra]].copy()
     out[schema.target] = coerce_target(frame[schema.target], schema.task).to_numpy()
+    out = _drop(out, out[schema.target].isna().to_numpy(), "missing_target", dropped)
+    return out, dropped, coerced
 
-    def drop(mask: pd.Series, reason: str) -> None:
-        nonlocal out
-        n = int(mask.sum())
-        if n:
-            dropped[reason] = dropped.get(reason, 0) + n
-            out = out.loc[~mask]
 
-    drop(out[schema.target].isna(), "missing_target")
-    if cfg.drop_duplicates:
-        # What the model sees decides what a duplicate is; carried columns do not.
-        hashes = row_hashes(out[[*schema.features, schema.target]])
-        repeated = seen.repeated(hashes)
-        drop(pd.Series(repeated, index=out.index), "duplicate")
-        seen.remember(hashes[~repeated])
+def _hashes(out: pd.DataFrame, schema: Schema) -> np.ndarray:
+    # What the model sees decides what a duplicate is; carried columns do not.
+    return row_hashes(out[[*schema.features, schema.target]])
+
+
+def _drop(
+    out: pd.DataFrame, mask: np.ndarray, reason: str, dropped: dict[str, int]
+) -> pd.DataFrame:
+    n = int(mask.sum())
+    if not n:
+        return out
+    dropped[reason] = dropped.get(reason, 0) + n
+    return out.loc[~mask]
+
+
+def _policies(
+    out: pd.DataFrame, schema: Schema, cfg: CleanConfig, seen: Seen, dropped: dict[str, int]
+) -> pd.DataFrame:
+    """The per-column missing-value policies; ``seen.last`` carries ``ffill`` values."""
     for col in schema.features:
         policy = cfg.missing.get(col, cfg.missing_default)
         if policy == "drop":
-            drop(out[col].isna(), f"missing_{col}")
+            out = _drop(out, out[col].isna().to_numpy(), f"missing_{col}", dropped)
         elif policy == "ffill":
             filled = out[col].ffill()
             if col in seen.last:  # leading gaps take the previous partition's last value
@@ -140,11 +223,57 @@ def clean_partition(
             present = filled.dropna()
             if len(present):
                 seen.last[col] = present.iloc[-1]
-    out = out.reset_index(drop=True)
-    stats = CleanStats(
-        rows_in=rows_in, rows_kept=len(out), dropped=dropped, coerced_to_missing=coerced
-    )
-    return out, stats
+    return out.reset_index(drop=True)
+
+
+def clean_in_parallel(
+    engine: Engine,
+    path: str,
+    schema: Schema,
+    cfg: CleanConfig,
+    keep: list[str],
+    writer: PartitionWriter,
+    staging: Path,
+) -> Iterator[CleanStats]:
+    """Clean on the engine's workers in two passes (types, then rows), via ``staging``.
+
+    The duplicates are found here between the passes, in row order, so the rows kept and
+    the accounting equal :func:`clean_partition` applied in order.
+    """
+    seen = Seen()
+    found: list[tuple[Coerced, np.ndarray | None]] = []
+    with PartitionWriter(staging) as staged:
+        for coerced in engine.rewrite(
+            coerce_partition, path, [staged], schema, cfg, keep, progress="cleaning (types)"
+        ):
+            if coerced.rows_in == sum(coerced.dropped.values()):  # nothing left, nothing staged
+                yield CleanStats(
+                    rows_in=coerced.rows_in,
+                    dropped=coerced.dropped,
+                    coerced_to_missing=coerced.coerced_to_missing,
+                )
+                continue
+            repeated = None
+            if coerced.hashes is not None:
+                repeated = seen.repeated(coerced.hashes)
+                seen.remember(coerced.hashes[~repeated])
+            found.append((coerced.model_copy(update={"hashes": None}), repeated))
+        del seen
+        if not found:
+            return  # every row was dropped: the caller's checks say why
+        coerced_path = staged.commit()
+    try:
+        yield from engine.rewrite(
+            finish_partition, coerced_path, [writer], schema, cfg,
+            each=found, progress="cleaning (rows)",
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(coerced_path, ignore_errors=True)
+
+
+def carries_values(schema: Schema, cfg: CleanConfig) -> bool:
+    """Whether a column's policy is ``ffill`` (partitions must then be cleaned in order)."""
+    return any(cfg.missing.get(c, cfg.missing_default) == "ffill" for c in schema.features)
 
 
 def check_drop_rate(stats: CleanStats, max_rate: float) -> None:

@@ -57,17 +57,30 @@ class EngineError(MlpipeError):
 
 
 def _summarise_file(job: Any, fn: Callable[..., Any], columns: Any, *shared: Any) -> Any:
-    file, start = job
+    file, extra = job
     frame = pd.read_parquet(file, columns=columns)
-    if start is None:
-        return fn(frame, *shared), len(frame)
-    return fn(frame, start, *shared), len(frame)
+    return fn(frame, *extra, *shared), len(frame)
 
 
 def _rewrite_file(job: Any, fn: Callable[..., Any], columns: Any, *shared: Any) -> Any:
-    source, targets = job
-    frames, summary = fn(pd.read_parquet(source, columns=columns), *shared)
+    source, extra, targets = job
+    frames, summary = fn(pd.read_parquet(source, columns=columns), *extra, *shared)
     return summary, [put(f, t) for f, t in zip(frames, targets, strict=True)]
+
+
+def _each(files: Sequence[Path], each: Sequence[Any] | None) -> list[tuple[Any, ...]]:
+    """The arguments each partition's call gets before the shared ones."""
+    if each is None:
+        return [()] * len(files)
+    if len(each) != len(files):
+        raise ValueError(f"{len(each)} per-partition arguments for {len(files)} partitions")
+    return [(arg,) for arg in each]
+
+
+def starts(path: str | Path) -> list[int]:
+    """The position of each partition's first row in the dataset (from the files' footers)."""
+    files = partition_files(path)
+    return [0, *itertools.accumulate(row_count(f) for f in files[:-1])] if files else []
 
 
 class Engine:
@@ -80,21 +93,18 @@ class Engine:
         fn: Callable[..., R],
         path: str | Path,
         *shared: Any,
+        each: Sequence[Any] | None = None,
         columns: list[str] | None = None,
-        start: bool = False,
         progress: str | None = None,
     ) -> Iterator[R]:
         """``fn(partition, *shared)`` for each partition of ``path``, in partition order.
 
-        ``start``: call ``fn(partition, start, *shared)`` instead, ``start`` the position of
-        the partition's first row in the dataset (for samples that merge, say).
+        ``each``: one more argument per partition, passed after the partition (its first
+        row's position, from :func:`starts`, say).
         """
         files = partition_files(path)
-        starts: list[int | None] = [None] * len(files)
-        if start and files:
-            starts = [0, *itertools.accumulate(row_count(f) for f in files[:-1])]
+        jobs = list(zip(files, _each(files, each), strict=True))
         done = Progress(progress, len(files)) if progress else None
-        jobs = list(zip(files, starts, strict=True))
         for summary, rows in self._map(_summarise_file, jobs, fn, columns, *shared):
             if done is not None:
                 done.step(rows)
@@ -102,21 +112,26 @@ class Engine:
 
     def rewrite(
         self,
-        fn: Callable[..., tuple[tuple[pd.DataFrame, ...], R]],
+        fn: Callable[..., tuple[tuple[Any, ...], R]],
         path: str | Path,
         writers: Sequence[Writer],
         *shared: Any,
+        each: Sequence[Any] | None = None,
         columns: list[str] | None = None,
         progress: str | None = None,
     ) -> Iterator[R]:
         """Write the frames of ``fn(partition, *shared)`` into ``writers``, one each.
 
-        ``fn`` returns ``(frames, summary)``: one frame per writer, which gets one output
-        partition per input partition (none for no rows). The summaries come back in
-        partition order.
+        ``fn`` returns ``(frames, summary)``: one output per writer (a frame; a frame and a
+        bucket per row for a bucket writer), which gets one output partition per input
+        partition (none for no rows). The summaries come back in partition order. ``each``:
+        as in :meth:`summarise`.
         """
         files = partition_files(path)
-        jobs = [(file, [w.reserve() for w in writers]) for file in files]
+        jobs = [
+            (file, arg, [w.reserve() for w in writers])
+            for file, arg in zip(files, _each(files, each), strict=True)
+        ]
         done = Progress(progress, len(files)) if progress else None
         for summary, rows in self._map(_rewrite_file, jobs, fn, columns, *shared):
             for writer, n in zip(writers, rows, strict=True):
@@ -190,7 +205,8 @@ class DaskEngine(Engine):
             return
         try:
             # Large arguments (a fitted preprocessor, a schema) travel to each worker once.
-            sent = [self.client.scatter(value, broadcast=True, hash=False) for value in shared]
+            # Each in a list of one: scatter would send a list's or dict's items one by one.
+            sent = [self.client.scatter([v], broadcast=True, hash=False)[0] for v in shared]
             # A bounded window of tasks: results stream back in order, and after a failure
             # only the few in flight are left to finish.
             window = WINDOW_PER_WORKER * max(1, len(self.client.scheduler_info()["workers"]))
@@ -263,6 +279,9 @@ def engine_for(cfg: ExecutionConfig, folder: str | Path) -> Engine:
 
 def _connect(cfg: ExecutionConfig) -> DaskEngine:
     from distributed import Client, LocalCluster
+
+    # The scheduler of a local cluster runs in this process: its chatter is not the run's.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
 
     if cfg.address:
         try:

@@ -145,7 +145,10 @@ def test_training_on_a_scheduler_and_two_workers_matches_the_local_engine(
     from distributed import Client
 
     path = isolated_workdir / "shop.csv"
-    make_mixed_frame(n=1500).to_csv(path, index=False)
+    frame = make_mixed_frame(n=1500)
+    # Rows repeated in later partitions (new ids: an id is not a feature, rows still repeat).
+    again = frame.iloc[:120].assign(id=[f"again-{i}" for i in range(120)])
+    pd.concat([frame, again], ignore_index=True).to_csv(path, index=False)
     base = {"dataset": {"source": str(path), "target": "label", "partition_rows": 250}, **FAST}
     local = training(build_config(base))
     on_cluster = training(
@@ -159,8 +162,12 @@ def test_training_on_a_scheduler_and_two_workers_matches_the_local_engine(
             pd.concat(iter_partitions(Path(on_cluster.run_dir) / name), ignore_index=True),
         )
     assert on_cluster.metrics == pytest.approx(local.metrics, rel=1e-9, abs=1e-12)
-    params = MlflowClient().get_run(on_cluster.run_id).data.params
-    assert params["execution.engine"] == "dask"
+    client = MlflowClient()
+    data = [client.get_run(r.run_id).data for r in (local, on_cluster)]
+    assert data[1].params["execution.engine"] == "dask"
+    accounting = {k: v for k, v in data[0].metrics.items() if k.startswith(("clean_", "rows_"))}
+    assert accounting["clean_dropped_duplicate"] >= 120
+    assert {k: data[1].metrics[k] for k in accounting} == accounting
     with Client(scheduler, timeout=30) as client:
         seen = client.run(modules, ["mlpipe.learn.train", "prefect"])
     assert len(seen) == 2

@@ -106,3 +106,39 @@ def test_cleaning_streamed_over_partitions_equals_the_whole_frames(parts, policy
     pd.testing.assert_frame_equal(pd.concat(pieces, ignore_index=True), whole)
     assert stats == whole_stats
     assert whole_stats.dropped["duplicate"] > 50, "duplicates repeat across partitions"
+
+
+@pytest.mark.parametrize("policy", ["impute", "drop"])
+def test_cleaning_in_two_passes_equals_cleaning_in_order(tmp_path, policy):
+    from mlpipe.data.clean import clean_in_parallel
+    from mlpipe.io.engine import LOCAL
+    from mlpipe.io.tables import PartitionWriter, iter_partitions
+
+    rng = np.random.default_rng(5)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "x": rng.integers(0, 4, n).astype(float),
+            "c": rng.choice(["u", "v"], n),
+            "y": rng.choice(["a", "b"], n),
+        }
+    )
+    frame.loc[rng.choice(n, 40, replace=False), "x"] = np.nan
+    frame.loc[rng.choice(n, 10, replace=False), "y"] = None
+    frame.loc[100:149, "y"] = None  # a partition with no target at all: nothing to stage
+    cfg = CleanConfig(missing={"x": policy}, max_drop_rate=1.0)
+    whole, whole_stats = clean_partition(frame, SCHEMA, cfg)
+    with PartitionWriter(tmp_path / "raw", rows=50) as raw:
+        raw.write(frame)
+        source = raw.commit()
+    stats = CleanStats()
+    with PartitionWriter(tmp_path / "clean") as writer:
+        for part in clean_in_parallel(
+            LOCAL, source, SCHEMA, cfg, [], writer, tmp_path / "staging"
+        ):
+            stats += part
+        cleaned = pd.concat(iter_partitions(writer.commit()), ignore_index=True)
+    pd.testing.assert_frame_equal(cleaned, whole, check_dtype=False)
+    assert stats == whole_stats
+    assert whole_stats.dropped["duplicate"] > 50
+    assert not (tmp_path / "staging").exists()  # the first pass's rows are removed
