@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -180,10 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a version that is not eligible (failed or never judged)",
     )
 
-    server = sub.add_parser("server", help="run a local Prefect or MLflow server (127.0.0.1)")
-    server.add_argument("which", choices=["prefect", "mlflow"], help="which server")
+    server = sub.add_parser(
+        "server", help="run a local Prefect, MLflow or Dask (scheduler + workers) server"
+    )
+    server.add_argument("which", choices=["prefect", "mlflow", "dask"], help="which server")
     server.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    server.add_argument("--port", type=int, help="default: 4200 (prefect) or 5000 (mlflow)")
+    server.add_argument(
+        "--port", type=int, help="default: 4200 (prefect), 5000 (mlflow) or 8786 (dask)"
+    )
+    server.add_argument(
+        "--workers", type=int, default=2, help="dask: worker processes (default: 2)"
+    )
     server.add_argument(
         "--database-url",
         help="database URL without a password (put passwords in the environment); default: "
@@ -665,6 +673,8 @@ def cmd_server(args: argparse.Namespace) -> int:
         prefect_command,
     )
 
+    if args.which == "dask":
+        return _run_dask(args.host, args.port or 8786, args.workers)
     if args.which == "prefect":
         no_secret_in_argv(args.database_url, "--database-url", PREFECT_DB_ENV)
         port = args.port or 4200
@@ -689,6 +699,60 @@ def cmd_server(args: argparse.Namespace) -> int:
             flush=True,
         )
     return _run_server(cmd, env)
+
+
+def _run_dask(host: str, port: int, workers: int) -> int:
+    """A Dask scheduler and its workers until Ctrl-C or SIGTERM; both stop together."""
+    from mlpipe.errors import ConfigError
+    from mlpipe.io.processes import die_with_parent
+    from mlpipe.servers import dask_commands, port_free
+
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    if not port_free(host, port):
+        raise ConfigError(f"port {port} on {host} is taken: choose another with --port")
+    scheduler_cmd, worker_cmd = dask_commands(host, port, workers)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    procs = [subprocess.Popen(scheduler_cmd, env=env, preexec_fn=die_with_parent)]
+    try:
+        if not _wait_port(host, port, procs[0], timeout=60):
+            raise ConfigError(f"the Dask scheduler did not come up on {host}:{port}")
+        procs.append(subprocess.Popen(worker_cmd, env=env, preexec_fn=die_with_parent))
+        print(
+            f"Dask scheduler on tcp://{host}:{port} with {workers} worker processes; use "
+            f"--set execution.engine=dask --set execution.address=tcp://{host}:{port}",
+            flush=True,
+        )
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        which = "scheduler" if procs[0].returncode is not None else "workers"
+        code = procs[0].returncode if which == "scheduler" else procs[1].returncode
+        print(f"mlpipe: the Dask {which} stopped (exit code {code})", file=sys.stderr)
+        return code or 1
+    except (KeyboardInterrupt, Terminated):
+        return 0
+    finally:
+        for proc in reversed(procs):  # workers first: they leave the scheduler cleanly
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether ``host:port`` accepts connections before ``proc`` ends or ``timeout`` passes."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def cmd_health(args: argparse.Namespace) -> int:

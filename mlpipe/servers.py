@@ -69,14 +69,49 @@ def prefect_command(
 
 
 def wait_healthy(url: str, timeout: float = 120.0) -> bool:
-    """Poll ``url`` until it answers 200, or give up after ``timeout`` seconds."""
+    """Poll ``url`` until it answers 200, or give up after ``timeout`` seconds.
+
+    A ``tcp://host:port`` URL (a Dask scheduler) is healthy when it accepts a connection.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
+            if url.startswith("tcp://"):
+                parts = urlsplit(url)
+                with socket.create_connection((parts.hostname, parts.port), timeout=2):
+                    return True
             with urllib.request.urlopen(url, timeout=2) as resp:  # local health endpoints only
                 if resp.status == 200:
                     return True
-        except OSError:
+        except (OSError, ValueError):
             pass
         time.sleep(0.5)
     return False
+
+
+def dask_commands(host: str, port: int, workers: int) -> tuple[list[str], list[str]]:
+    """``dask scheduler`` on ``host:port`` and ``dask worker`` with ``workers`` processes.
+
+    One thread per worker process (mlpipe's partition functions hold the GIL in pandas), no
+    dashboards (they need packages mlpipe does not install, and bind more ports).
+    """
+    tool = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    scheduler = [*tool, "--host", host, "--port", str(port), "--no-dashboard"]
+    worker = [sys.executable, "-m", "distributed.cli.dask_worker", f"tcp://{host}:{port}"]
+    worker += ["--nworkers", str(workers), "--nthreads", "1", "--no-dashboard", "--host", host]
+    return scheduler, worker
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host:port`` (a bind succeeds)."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True

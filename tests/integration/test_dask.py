@@ -4,6 +4,8 @@ own command-line tools on free loopback ports. Results must equal the local engi
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -180,3 +182,39 @@ def test_dask_tools_are_installed():
         [str(Path(sys.executable).with_name("dask")), "--version"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "2026.8.0" in done.stdout + done.stderr
+
+
+def test_mlpipe_server_dask_serves_workers_and_stops_with_nothing_left(tmp_path: Path):
+    from distributed import Client
+
+    from tests.integration.procs import descendants, launch, wait_for_text, wait_gone
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    proc = launch(["server", "dask", "--port", str(port), "--workers", "2"], env, tmp_path, "dask")
+    try:
+        wait_for_text(tmp_path / "dask.out", r"Dask scheduler on tcp://127\.0\.0\.1:", 60, proc)
+        with Client(f"tcp://127.0.0.1:{port}", timeout=30) as client:
+            client.wait_for_workers(2, timeout=120)
+            assert len(client.scheduler_info()["workers"]) == 2
+        children = descendants(proc.pid)
+        assert len(children) >= 3  # the scheduler, the worker launcher, its workers
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert not wait_gone(children, 30), "Dask processes outlived `mlpipe server dask`"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # A taken port: one line, non-zero, nothing started.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "mlpipe", "server", "dask", "--port", str(busy)],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+    assert done.returncode != 0
+    assert f"port {busy} on 127.0.0.1 is taken" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -133,9 +133,7 @@ def test_cleaning_in_two_passes_equals_cleaning_in_order(tmp_path, policy):
         source = raw.commit()
     stats = CleanStats()
     with PartitionWriter(tmp_path / "clean") as writer:
-        for part in clean_in_parallel(
-            LOCAL, source, SCHEMA, cfg, [], writer, tmp_path / "staging"
-        ):
+        for part in clean_in_parallel(LOCAL, source, SCHEMA, cfg, [], writer, tmp_path / "staging"):
             stats += part
         cleaned = pd.concat(iter_partitions(writer.commit()), ignore_index=True)
     pd.testing.assert_frame_equal(cleaned, whole, check_dtype=False)

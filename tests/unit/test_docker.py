@@ -16,8 +16,16 @@ SERVICES: dict = COMPOSE["services"]
 DOCKERFILE = (DOCKER / "Dockerfile").read_text()
 
 
-def test_compose_has_the_four_services():
-    assert set(SERVICES) == {"postgres", "mlflow", "prefect-server", "worker"}
+def test_compose_has_the_services():
+    assert set(SERVICES) == {
+        "postgres", "mlflow", "prefect-server", "worker", "dask-scheduler", "dask-worker"
+    }  # fmt: skip
+
+
+def test_dask_workers_share_the_run_directories_with_the_deployment_worker():
+    assert "runs:/data/runs" in SERVICES["dask-worker"]["volumes"]
+    assert "runs:/data/runs" in SERVICES["worker"]["volumes"]
+    assert "tcp://dask-scheduler:8786" in SERVICES["dask-worker"]["command"]
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))

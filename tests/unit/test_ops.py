@@ -90,3 +90,16 @@ def test_pieces_of_a_password_quoted_by_a_driver_are_hidden_too():
     # The driver reads the password up to the first "@" and quotes the rest as a host name.
     message = 'could not translate host name "PIECE1234@db" to address'
     assert redact(message) == 'could not translate host name "***@db" to address'
+
+
+def test_health_of_a_tcp_url_is_a_connection():
+    import socket
+
+    from mlpipe.servers import wait_healthy
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert wait_healthy(f"tcp://127.0.0.1:{port}", timeout=5)
+    assert not wait_healthy(f"tcp://127.0.0.1:{port}", timeout=1)  # closed now
