@@ -8,10 +8,10 @@ import joblib
 from prefect import task
 
 from mlpipe.config import FeatureConfig
-from mlpipe.data.features import FeatureStats, preprocessor_from
+from mlpipe.data.features import FeatureStats, partition_stats, preprocessor_from
 from mlpipe.handoff import Features, RunContext, Splits
 from mlpipe.io import tracking
-from mlpipe.io.engine import engine_for
+from mlpipe.io.engine import engine_for, starts
 from mlpipe.io.tables import PartitionWriter
 from mlpipe.learn.train import feature_rows
 
@@ -31,8 +31,9 @@ def build_features(splits: Splits, cfg: FeatureConfig, run: RunContext) -> Featu
     engine = engine_for(run.execution, run.run_dir)
     stats = FeatureStats()
     for part in engine.summarise(
-        FeatureStats.of, splits.train, schema, median, progress="feature statistics"
-    ):
+        partition_stats, splits.train, schema, median,
+        each=starts(splits.train), progress="feature statistics",
+    ):  # fmt: skip
         stats = stats.merge(part)
     preprocessor = preprocessor_from(stats, schema, cfg)
     path = run.path("preprocessor.joblib")

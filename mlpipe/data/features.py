@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from mlpipe.config import FeatureConfig
+from mlpipe.data.sampling import RowSample
 from mlpipe.errors import DataError
 from mlpipe.serving.schema import Schema
 
@@ -92,53 +93,12 @@ def check_magnitudes(frame: pd.DataFrame, schema: Schema) -> None:
         raise DataError(problem)
 
 
-# A column's median is exact while its training values number at most this (kept as an
-# array); beyond, a KLL sketch (rank error about 0.2% at k=2000) keeps memory bounded.
-EXACT_MEDIAN_VALUES = 1_000_000
-SKETCH_K = 2000
-
-
-class _Median:
-    """A mergeable median: exact values up to :data:`EXACT_MEDIAN_VALUES`, then a KLL sketch."""
-
-    def __init__(self) -> None:
-        self.values: list[np.ndarray] = []
-        self.count = 0
-        self.sketch: Any = None
-
-    def add(self, values: np.ndarray) -> None:
-        if self.sketch is None and self.count + len(values) <= EXACT_MEDIAN_VALUES:
-            self.values.append(values)
-            self.count += len(values)
-            return
-        if self.sketch is None:
-            from datasketches import kll_doubles_sketch
-
-            self.sketch = kll_doubles_sketch(SKETCH_K)
-            for kept in self.values:
-                self.sketch.update(kept)
-            self.values = []
-        self.sketch.update(values)
-        self.count += len(values)
-
-    def merge(self, other: _Median) -> None:
-        if other.sketch is None:
-            for values in other.values:
-                self.add(values)
-            return
-        if self.sketch is None:
-            mine, self.values, self.count = self.values, [], 0
-            self.sketch, self.count = other.sketch, other.count
-            for values in mine:
-                self.add(values)
-            return
-        self.sketch.merge(other.sketch)
-        self.count += other.count
-
-    def value(self) -> float:
-        if self.sketch is not None:
-            return float(self.sketch.get_quantile(0.5))
-        return float(np.median(np.concatenate(self.values))) if self.count else 0.0
+# Medians come from a uniform sample of this many training rows (keyed by row position, so
+# the same whatever the partitions or processes): exact up to that many rows; beyond, the rank
+# error is about 0.05%. A seeded sample, not a randomised sketch: the same data always gives
+# the same preprocessor.
+MEDIAN_SAMPLE_ROWS = 1_000_000
+MEDIAN_SEED = 6
 
 
 @dataclass
@@ -194,20 +154,30 @@ class FeatureStats:
 
     rows: int = 0
     moments: dict[str, _Moments] = field(default_factory=dict)
-    medians: dict[str, _Median] = field(default_factory=dict)
+    sample: RowSample | None = None  # numeric columns' rows, for medians
+    sampled: list[str] = field(default_factory=list)  # the sample's columns, in order
     counts: dict[str, pd.Series] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, frame: pd.DataFrame, schema: Schema, median: bool = True) -> FeatureStats:
-        """Summarise one partition of cleaned training rows."""
+    def of(
+        cls, frame: pd.DataFrame, schema: Schema, median: bool = True, start: int = 0
+    ) -> FeatureStats:
+        """Summarise one partition of cleaned training rows.
+
+        ``start``: the position of its first row among all training rows (it keys the
+        median sample).
+        """
         stats = cls(rows=len(frame))
-        for col in schema.numeric:
-            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
-            present = values[~np.isnan(values)]
-            stats.moments[col] = _Moments.of(present)
-            if median:
-                stats.medians[col] = _Median()
-                stats.medians[col].add(present)
+        numbers = [
+            pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
+            for col in schema.numeric
+        ]
+        for col, values in zip(schema.numeric, numbers, strict=True):
+            stats.moments[col] = _Moments.of(values[~np.isnan(values)])
+        if median and numbers:
+            stats.sample = RowSample(MEDIAN_SAMPLE_ROWS, seed=MEDIAN_SEED)
+            stats.sample.add(start=start, values=np.column_stack(numbers))
+            stats.sampled = list(schema.numeric)
         for col in schema.categorical:
             stats.counts[col] = frame[col].fillna(MISSING_CATEGORY).value_counts(sort=False)
         return stats
@@ -217,15 +187,23 @@ class FeatureStats:
         self.rows += other.rows
         for col, m in other.moments.items():
             self.moments[col] = self.moments[col].merge(m) if col in self.moments else m
-        for col, med in other.medians.items():
-            if col in self.medians:
-                self.medians[col].merge(med)
+        if other.sample is not None:
+            if self.sample is None:
+                self.sample, self.sampled = other.sample, other.sampled
             else:
-                self.medians[col] = med
+                self.sample.merge(other.sample)
         for col, c in other.counts.items():
             mine = self.counts.get(col)
             self.counts[col] = c if mine is None else mine.add(c, fill_value=0).astype("int64")
         return self
+
+    def median(self, col: str) -> float:
+        """The median of a numeric column's present values (0 when it has none)."""
+        if self.sample is None or col not in self.sampled:
+            raise ValueError(f"no median kept for {col}")
+        values = self.sample.parts["values"][:, self.sampled.index(col)]
+        present = values[~np.isnan(values)]
+        return float(np.median(present)) if len(present) else 0.0
 
     def magnitudes(self) -> pd.Series:
         """Largest absolute value of each numeric column."""
@@ -233,6 +211,13 @@ class FeatureStats:
             {c: max(abs(m.low), abs(m.high)) if m.n else 0.0 for c, m in self.moments.items()},
             dtype="float64",
         )
+
+
+def partition_stats(
+    frame: pd.DataFrame, start: int, schema: Schema, median: bool = True
+) -> FeatureStats:
+    """:meth:`FeatureStats.of` one partition whose first row is the ``start``-th."""
+    return FeatureStats.of(frame, schema, median, start=start)
 
 
 def _nonzero(scale: np.ndarray) -> np.ndarray:
@@ -280,7 +265,7 @@ def preprocessor_from(stats: FeatureStats, schema: Schema, cfg: FeatureConfig) -
     """The fitted preprocessor of :func:`build_preprocessor`, from merged statistics.
 
     Equal to fitting it on the rows the statistics summarise: numeric imputation values
-    (mean, or the median: exact up to :data:`EXACT_MEDIAN_VALUES` values), the scalers'
+    (mean, or the median: exact up to :data:`MEDIAN_SAMPLE_ROWS` rows), the scalers'
     statistics of the imputed columns, and the categories (and infrequent levels) of each
     categorical column.
 
@@ -304,7 +289,7 @@ def preprocessor_from(stats: FeatureStats, schema: Schema, cfg: FeatureConfig) -
         elif cfg.numeric_impute == "mean":
             fill = m.mean
         else:
-            fill = stats.medians[col].value()
+            fill = stats.median(col)
         fills.append(fill)
         filled.append(m.with_filled(stats.rows - m.n, fill))
     steps["impute"].statistics_ = np.array(fills, dtype=np.float64)

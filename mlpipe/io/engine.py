@@ -20,6 +20,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -39,6 +40,8 @@ R = TypeVar("R")
 CONNECT_SECONDS = 30  # connecting to an existing scheduler
 WINDOW_PER_WORKER = 2  # partition tasks in flight per worker
 SETTLE_SECONDS = 120  # after a failure, the wait for tasks already running
+POLL_SECONDS = 5.0  # how often a wait for a result checks that workers are left
+NO_WORKERS_SECONDS = 60.0  # a cluster without workers this long fails the run
 _END = object()
 
 
@@ -241,15 +244,37 @@ class DaskEngine(Engine):
 
 
 def _result(future: Any, engine: DaskEngine) -> Any:
-    """A future's value; the partition function's own errors are raised as they are."""
+    """A future's value; the partition function's own errors are raised as they are.
+
+    Raises:
+        EngineError: The cluster lost the task (a killed worker, a closed connection), or
+            had no worker at all for :data:`NO_WORKERS_SECONDS`.
+    """
     from distributed import KilledWorker
 
-    try:
-        return future.result()
-    except Exception as err:
-        if future.status == "error" and not isinstance(err, KilledWorker):
-            raise  # e.g. a DataError about the rows, as the local engine raises it
-        raise engine._error(err) from None  # a lost worker, a closed connection
+    alone_since: float | None = None
+    while True:
+        try:
+            return future.result(timeout=POLL_SECONDS)
+        except TimeoutError:
+            if future.done():  # the partition function's own TimeoutError
+                raise
+            # A task waits for a worker forever: say so when none is left.
+            try:
+                workers = len(engine.client.scheduler_info()["workers"])
+            except Exception as err:
+                raise engine._error(err) from None
+            now = time.monotonic()
+            alone_since = None if workers else (alone_since or now)
+            if alone_since is not None and now - alone_since > NO_WORKERS_SECONDS:
+                raise EngineError(
+                    f"Dask cluster {engine.where}: no worker left for "
+                    f"{NO_WORKERS_SECONDS:.0f} s (were they stopped or killed?)"
+                ) from None
+        except Exception as err:
+            if future.status == "error" and not isinstance(err, KilledWorker):
+                raise  # e.g. a DataError about the rows, as the local engine raises it
+            raise engine._error(err) from None  # a lost worker, a closed connection
 
 
 LOCAL = Engine()
@@ -290,6 +315,14 @@ def _connect(cfg: ExecutionConfig) -> DaskEngine:
             text = " ".join(str(err).split()) or type(err).__name__
             raise EngineError(
                 f"cannot reach the Dask scheduler {cfg.address}: {text[:300]}"
+            ) from None
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+        except Exception:
+            client.close()
+            raise EngineError(
+                f"the Dask scheduler {cfg.address} has no worker (waited {CONNECT_SECONDS} s): "
+                "start some (`dask worker ADDRESS`)"
             ) from None
         log.info("dask: connected to %s", cfg.address)
         return DaskEngine(client, where=cfg.address)

@@ -25,3 +25,10 @@ def doubled(part: pd.DataFrame, column: str) -> tuple[tuple[pd.DataFrame], int]:
 def modules(names: list[str]) -> dict[str, bool]:
     """Which of ``names`` the calling process has imported."""
     return {name: name in sys.modules for name in names}
+
+
+def dies(part: pd.DataFrame) -> int:
+    """Kill the worker process running it (a crash, an out-of-memory kill)."""
+    import os
+
+    os._exit(1)

@@ -3,6 +3,7 @@ own command-line tools on free loopback ports. Results must equal the local engi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -25,7 +26,7 @@ from mlpipe.io.engine import EngineError, engine_for
 from mlpipe.io.tables import PartitionWriter, iter_partitions
 from tests.helpers import make_mixed_frame
 from tests.integration import dask_fns
-from tests.integration.dask_fns import doubled, modules, rows_and_sum
+from tests.integration.dask_fns import dies, doubled, modules, rows_and_sum
 from tests.integration.stack import free_port, start, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -93,6 +94,39 @@ def _dataset_from(frame: pd.DataFrame, folder: Path, rows: int = 50) -> Path:
     with PartitionWriter(folder, rows=rows) as writer:
         writer.write(frame)
         return Path(writer.commit())
+
+
+def test_a_partition_that_keeps_killing_its_worker_fails_the_run_in_one_line(
+    tmp_path: Path, local_cluster: ExecutionConfig
+):
+    table = _dataset(tmp_path, parts=2)
+    dask = engine_for(local_cluster, tmp_path)
+    with pytest.raises(EngineError, match=r"Dask cluster local cluster \(2 workers\): .*"):
+        list(dask.summarise(dies, table))
+    # The cluster heals: the nannies restarted the workers, and they work again.
+    assert len(list(dask.summarise(rows_and_sum, table, "size"))) == 2
+
+
+def test_a_scheduler_without_workers_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(engine, "CONNECT_SECONDS", 3)
+    port = free_port()
+    tool = str(Path(sys.executable).with_name("dask"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    proc = start([tool, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                  "--no-dashboard"], env, tmp_path / "scheduler.log")  # fmt: skip
+    try:
+        address = f"tcp://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            time.sleep(0.2)
+        with pytest.raises(EngineError, match=f"the Dask scheduler {address} has no worker"):
+            engine_for(ExecutionConfig(engine="dask", address=address), tmp_path)
+    finally:
+        stop(proc)
 
 
 def test_an_unreachable_scheduler_is_one_clear_line(tmp_path: Path):

@@ -209,7 +209,8 @@ def test_a_preprocessor_from_merged_statistics_equals_one_fitted_on_the_whole_fr
     reference = build_preprocessor(schema, cfg).fit(frame[schema.features])
     stats = FeatureStats()
     for rows in np.array_split(np.arange(n), parts):
-        stats = stats.merge(FeatureStats.of(frame.iloc[rows], schema, impute == "median"))
+        part = frame.iloc[rows]
+        stats = stats.merge(FeatureStats.of(part, schema, impute == "median", start=rows[0]))
     merged = preprocessor_from(stats, schema, cfg)
     assert list(merged.get_feature_names_out()) == list(reference.get_feature_names_out())
     np.testing.assert_allclose(
@@ -220,16 +221,21 @@ def test_a_preprocessor_from_merged_statistics_equals_one_fitted_on_the_whole_fr
     )
 
 
-def test_a_median_beyond_the_exact_limit_comes_from_a_sketch(monkeypatch):
+def test_a_median_beyond_the_sample_is_close_and_the_same_whatever_the_cuts(monkeypatch):
     from mlpipe.data import features
 
-    monkeypatch.setattr(features, "EXACT_MEDIAN_VALUES", 1000)
+    monkeypatch.setattr(features, "MEDIAN_SAMPLE_ROWS", 1000)
     values = np.random.default_rng(0).exponential(size=50_000)
-    stats = features.FeatureStats()
     schema = Schema(name="t", target="y", task="binary", numeric=["x"], categorical=[])
-    for chunk in np.array_split(values, 7):
-        stats = stats.merge(features.FeatureStats.of(pd.DataFrame({"x": chunk}), schema))
-    assert stats.medians["x"].sketch is not None
-    median = stats.medians["x"].value()
-    rank = (values < median).mean()
-    assert abs(rank - 0.5) < 0.01, rank
+    medians = []
+    for parts in (1, 7, 13):
+        stats = features.FeatureStats()
+        for chunk in np.array_split(np.arange(len(values)), parts):
+            part = pd.DataFrame({"x": values[chunk]})
+            stats = stats.merge(features.partition_stats(part, int(chunk[0]), schema))
+        assert stats.sample is not None and len(stats.sample.keys) == 1000
+        medians.append(stats.median("x"))
+    # A seeded sample keyed by row position: the same median for any partitioning (and run).
+    assert medians[0] == medians[1] == medians[2]
+    rank = (values < medians[0]).mean()
+    assert abs(rank - 0.5) < 0.05, rank
