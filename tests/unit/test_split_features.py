@@ -209,8 +209,9 @@ def test_a_preprocessor_from_merged_statistics_equals_one_fitted_on_the_whole_fr
     reference = build_preprocessor(schema, cfg).fit(frame[schema.features])
     stats = FeatureStats()
     for rows in np.array_split(np.arange(n), parts):
+        start = int(rows[0]) if len(rows) else n  # an empty part (more parts than rows)
         part = frame.iloc[rows]
-        stats = stats.merge(FeatureStats.of(part, schema, impute == "median", start=rows[0]))
+        stats = stats.merge(FeatureStats.of(part, schema, impute == "median", start=start))
     merged = preprocessor_from(stats, schema, cfg)
     assert list(merged.get_feature_names_out()) == list(reference.get_feature_names_out())
     np.testing.assert_allclose(
