@@ -78,3 +78,14 @@ def test_dedup_memory_bench_keeps_every_hash_sorted():
     done = run_bench("dedup_memory.py", "--partitions", "3", "--rows", "1000")
     found = re.search(r"hashes=([\d,]+) partitions=3 time=[\d.]+ s peak RSS=\d+ MiB", done.stdout)
     assert found and found.group(1) == "3,000", done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_dask_stages_bench_runs_every_engine_to_the_same_features(tmp_path: Path):
+    done = run_bench("dask_stages.py", "--rows", "4000", "--workdir", str(tmp_path))
+    for stage in ("validation", "cleaning", "split", "features", "total"):
+        assert re.search(rf"^{stage}\s+[\d.]+s\s+[\d.]+s\s+[\d.]+s\s+[\d.]+x$", done.stdout,
+                         flags=re.M), done.stdout  # fmt: skip
+    assert done.stdout.count("equal those of 2 workers: yes") == 3, done.stdout
+    assert "peak RSS per worker" in done.stdout
