@@ -100,6 +100,7 @@ def dask_commands(host: str, port: int, workers: int) -> tuple[list[str], list[s
     """
     tool = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
     scheduler = [*tool, "--host", host, "--port", str(port), "--no-dashboard"]
+    scheduler += ["--dashboard-address", f"{host}:0"]  # its HTTP endpoints: any free port
     worker = [sys.executable, "-m", "distributed.cli.dask_worker", f"tcp://{host}:{port}"]
     worker += ["--nworkers", str(workers), "--nthreads", "1", "--no-dashboard", "--host", host]
     return scheduler, worker

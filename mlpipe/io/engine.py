@@ -332,7 +332,9 @@ def _connect(cfg: ExecutionConfig) -> DaskEngine:
         processes=True,
         host="127.0.0.1",
         scheduler_port=0,
-        dashboard_address=None,
+        # Its HTTP endpoints (health, metrics) on a free loopback port: the default 8787
+        # is taken as soon as two runs start clusters at once.
+        dashboard_address="127.0.0.1:0",
         silence_logs=logging.ERROR,
     )
     client = Client(cluster, set_as_default=False)

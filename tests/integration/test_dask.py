@@ -73,6 +73,17 @@ def test_a_local_cluster_maps_partitions_like_the_local_engine(
     assert all(v == {"pandas": True, "prefect": False} for v in seen.values()), seen
 
 
+def test_a_local_cluster_binds_no_fixed_port(
+    tmp_path: Path, local_cluster: ExecutionConfig, recwarn: pytest.WarningsRecorder
+):
+    with socket.socket() as held:
+        with contextlib.suppress(OSError):  # Dask's default HTTP port, as a second run holds it
+            held.bind(("127.0.0.1", 8787))
+            held.listen()
+        engine_for(local_cluster, tmp_path)
+    assert not [w for w in recwarn if "8787" in str(w.message)]
+
+
 def test_a_workers_error_about_the_data_comes_back_as_itself(
     tmp_path: Path, local_cluster: ExecutionConfig
 ):
