@@ -262,9 +262,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mlpipe.io.runs import staging
     from mlpipe.io.tracking import resolve_uri
     from mlpipe.orchestration import prestart_server, run_training, stop_prestarted
-    from mlpipe.preflight import check_paths
+    from mlpipe.preflight import check_execution, check_paths
 
     check_paths(config)  # the data is staged under runs_dir
+    check_execution(config)  # before a long load, not after it
     prestart_server()  # the temporary Prefect server starts while the data is checked
     try:
         with staging(config.runs_dir) as folder:
@@ -674,10 +675,10 @@ def cmd_server(args: argparse.Namespace) -> int:
     )
 
     if args.which == "dask":
-        return _run_dask(args.host, args.port or 8786, args.workers)
+        return _run_dask(args.host, _port(args, 8786), args.workers)
     if args.which == "prefect":
         no_secret_in_argv(args.database_url, "--database-url", PREFECT_DB_ENV)
-        port = args.port or 4200
+        port = _port(args, 4200)
         cmd, env = prefect_command(args.host, port, args.database_url)
         db = redact(env.get(PREFECT_DB_ENV, "SQLite in $PREFECT_HOME"))
         print(
@@ -687,7 +688,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         )
     else:
         no_secret_in_argv(args.database_url, "--database-url", MLFLOW_BACKEND_ENV)
-        port = args.port or 5000
+        port = _port(args, 5000)
         cmd, env = mlflow_command(
             args.host, port, args.database_url, args.artifacts, args.allowed_hosts
         )
@@ -699,6 +700,15 @@ def cmd_server(args: argparse.Namespace) -> int:
             flush=True,
         )
     return _run_server(cmd, env)
+
+
+def _port(args: argparse.Namespace, default: int) -> int:
+    """``--port``, the default when absent, a free port for 0 (so the URL printed is real)."""
+    from mlpipe.servers import free_port
+
+    if args.port is None:
+        return default
+    return free_port(args.host) if args.port == 0 else int(args.port)
 
 
 def _run_dask(host: str, port: int, workers: int) -> int:

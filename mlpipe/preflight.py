@@ -193,6 +193,24 @@ def check_paths(config: Config) -> None:
         raise ConfigError("; ".join(problems))
 
 
+def check_execution(config: Config) -> None:
+    """Refuse a Dask scheduler address that does not accept connections.
+
+    Raises:
+        ConfigError: Naming the address and why (refused, unknown host, timed out).
+    """
+    from mlpipe.servers import reachable
+
+    address = config.execution.address
+    if config.execution.engine != "dask" or not address:
+        return
+    problem = reachable(address)
+    if problem is not None:
+        raise ConfigError(
+            f"cannot reach the Dask scheduler {address} (execution.address): {problem}"
+        )
+
+
 def prepare(config: Config, out: str | Path) -> tuple[Ingested, Schema]:
     """Copy the source into partitions at ``out``, resolve its schema, run the pre-flight.
 

@@ -103,6 +103,7 @@ def dask_commands(host: str, port: int, workers: int) -> tuple[list[str], list[s
     scheduler += ["--dashboard-address", f"{host}:0"]  # its HTTP endpoints: any free port
     worker = [sys.executable, "-m", "distributed.cli.dask_worker", f"tcp://{host}:{port}"]
     worker += ["--nworkers", str(workers), "--nthreads", "1", "--no-dashboard", "--host", host]
+    worker += ["--dashboard-address", f"{host}:0"]  # their HTTP endpoints too, on host only
     return scheduler, worker
 
 
@@ -116,3 +117,27 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def free_port(host: str) -> int:
+    """A port on ``host`` that nothing listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def reachable(address: str, timeout: float = 5.0) -> str | None:
+    """Why ``tcp://host:port`` refuses a connection (``None``: it accepts one)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(address)
+        if parts.hostname is None or parts.port is None:
+            return "no host and port"
+        with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
+            return None
+    except (OSError, ValueError) as err:
+        return " ".join(str(err).split()) or type(err).__name__

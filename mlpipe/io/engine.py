@@ -40,9 +40,35 @@ R = TypeVar("R")
 CONNECT_SECONDS = 30  # connecting to an existing scheduler
 WINDOW_PER_WORKER = 2  # partition tasks in flight per worker
 SETTLE_SECONDS = 120  # after a failure, the wait for tasks already running
+CALL_SECONDS = 120.0  # a call to the cluster (sending arguments, asking the workers) at most
 POLL_SECONDS = 5.0  # how often a wait for a result checks that workers are left
 NO_WORKERS_SECONDS = 60.0  # a cluster without workers this long fails the run
 _END = object()
+
+
+def _bounded(call: Callable[[], R], seconds: float, what: str) -> R:
+    """``call()``, or a TimeoutError after ``seconds``.
+
+    A peer that accepts a connection and then never answers (a dead worker, something that
+    is not a scheduler) must not hang the run. The call goes on in a daemon thread that the
+    failing run leaves behind.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as err:  # handed to the caller below
+            box["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True, name="mlpipe-dask-call")
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError(f"{what}: no answer within {seconds:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 class Writer(Protocol):
@@ -178,7 +204,9 @@ class DaskEngine(Engine):
         if folder in self._seen:
             return
         try:
-            seen = self.client.run(os.path.isdir, folder)
+            seen = _bounded(
+                lambda: self.client.run(os.path.isdir, folder), CALL_SECONDS, "the workers"
+            )
         except Exception as err:
             raise self._error(err) from None
         blind = sorted(worker for worker, ok in seen.items() if not ok)
@@ -208,8 +236,7 @@ class DaskEngine(Engine):
             return
         try:
             # Large arguments (a fitted preprocessor, a schema) travel to each worker once.
-            # Each in a list of one: scatter would send a list's or dict's items one by one.
-            sent = [self.client.scatter([v], broadcast=True, hash=False)[0] for v in shared]
+            sent = [self._send(value) for value in shared]
             # A bounded window of tasks: results stream back in order, and after a failure
             # only the few in flight are left to finish.
             window = WINDOW_PER_WORKER * max(1, len(self.client.scheduler_info()["workers"]))
@@ -237,6 +264,15 @@ class DaskEngine(Engine):
                 with contextlib.suppress(Exception):
                     wait(list(flight), timeout=SETTLE_SECONDS)
                 self.client.cancel(list(flight))
+
+    def _send(self, value: Any) -> Any:
+        """A future of ``value`` held by every worker."""
+
+        def scatter() -> Any:
+            # In a list of one: scatter would send a list's or dict's items one by one.
+            return self.client.scatter([value], broadcast=True, hash=False)[0]
+
+        return _bounded(scatter, CALL_SECONDS, "sending the stage's arguments to the workers")
 
     def _error(self, err: BaseException) -> EngineError:
         text = " ".join(str(err).split()) or type(err).__name__
@@ -310,14 +346,22 @@ def _connect(cfg: ExecutionConfig) -> DaskEngine:
 
     if cfg.address:
         try:
-            client = Client(cfg.address, timeout=CONNECT_SECONDS, set_as_default=False)
+            client = _bounded(
+                lambda: Client(cfg.address, timeout=CONNECT_SECONDS, set_as_default=False),
+                CONNECT_SECONDS + 10,
+                "no Dask scheduler answered",
+            )
         except Exception as err:
             text = " ".join(str(err).split()) or type(err).__name__
             raise EngineError(
                 f"cannot reach the Dask scheduler {cfg.address}: {text[:300]}"
             ) from None
         try:
-            client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+            _bounded(
+                lambda: client.wait_for_workers(1, timeout=CONNECT_SECONDS),
+                CONNECT_SECONDS + 10,
+                "waiting for workers",
+            )
         except Exception:
             client.close()
             raise EngineError(

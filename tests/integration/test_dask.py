@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -140,6 +141,39 @@ def test_a_scheduler_without_workers_is_one_clear_line(
         stop(proc)
 
 
+def test_something_that_is_not_a_scheduler_fails_in_bounded_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(engine, "CONNECT_SECONDS", 2)
+    with socket.socket() as silent:  # accepts connections, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(EngineError, match=f"cannot reach the Dask scheduler {address}"):
+            engine_for(ExecutionConfig(engine="dask", address=address), tmp_path)
+        assert time.monotonic() - started < 30
+
+
+def test_train_refuses_an_unreachable_scheduler_before_loading(tmp_path: Path):
+    data = tmp_path / "shop.csv"
+    make_mixed_frame(n=300).to_csv(data, index=False)
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "mlpipe", "train", "--data", str(data), "--target", "label",
+         "--set", "execution.engine=dask", "--set", f"execution.address={address}"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot reach the Dask scheduler {address}" in lines[0], lines
+    assert time.monotonic() - started < 60
+    assert not list(tmp_path.glob("runs/2*")), "no run directory was started"
+
+
 def test_an_unreachable_scheduler_is_one_clear_line(tmp_path: Path):
     address = f"tcp://127.0.0.1:{free_port()}"
     started = time.monotonic()
@@ -244,6 +278,13 @@ def test_mlpipe_server_dask_serves_workers_and_stops_with_nothing_left(tmp_path:
             assert len(client.scheduler_info()["workers"]) == 2
         children = descendants(proc.pid)
         assert len(children) >= 3  # the scheduler, the worker launcher, its workers
+        listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+        ours = [
+            line.split()[3]
+            for line in listening.splitlines()
+            if any(f"pid={pid}," in line for pid in children)
+        ]
+        assert ours and all(a.startswith("127.0.0.1:") for a in ours), ours  # nothing on 0.0.0.0
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         assert not wait_gone(children, 30), "Dask processes outlived `mlpipe server dask`"
@@ -251,6 +292,17 @@ def test_mlpipe_server_dask_serves_workers_and_stops_with_nothing_left(tmp_path:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    # --port 0: a free port, and the address printed is the real one.
+    proc = launch(["server", "dask", "--port", "0", "--workers", "1"], env, tmp_path, "dask0")
+    try:
+        wait_for_text(tmp_path / "dask0.out", r"Dask scheduler on tcp://127\.0\.0\.1:\d+", 60, proc)
+        printed = re.search(r"tcp://127\.0\.0\.1:(\d+)", (tmp_path / "dask0.out").read_text())
+        assert printed and printed.group(1) != "0"
+        with Client(f"tcp://127.0.0.1:{printed.group(1)}", timeout=30) as client:
+            client.wait_for_workers(1, timeout=120)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
     # A taken port: one line, non-zero, nothing started.
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
