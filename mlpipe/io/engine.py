@@ -275,6 +275,13 @@ class DaskEngine(Engine):
         return _bounded(scatter, CALL_SECONDS, "sending the stage's arguments to the workers")
 
     def _error(self, err: BaseException) -> EngineError:
+        from distributed.comm.core import CommClosedError
+
+        if isinstance(err, CommClosedError):
+            return EngineError(
+                f"Dask cluster {self.where}: the connection to the scheduler closed "
+                "(was it stopped or killed?)"
+            )
         text = " ".join(str(err).split()) or type(err).__name__
         return EngineError(f"Dask cluster {self.where}: {text[:300]}")
 
@@ -343,6 +350,9 @@ def _connect(cfg: ExecutionConfig) -> DaskEngine:
 
     # The scheduler of a local cluster runs in this process: its chatter is not the run's.
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    # A lost connection is the run's error, said once by mlpipe: not a client traceback.
+    for name in ("distributed.client", "distributed.comm", "distributed.core"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
     if cfg.address:
         try:
