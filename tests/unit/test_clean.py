@@ -78,13 +78,9 @@ def test_extra_columns_are_carried_through():
     assert "key" in out.columns and out["key"].tolist() == ["a", "c", "d", "f", "g"]
 
 
-@pytest.mark.parametrize("parts", [2, 3, 7])
-@pytest.mark.parametrize("policy", ["impute", "ffill", "drop"])
-def test_cleaning_streamed_over_partitions_equals_the_whole_frames(parts, policy):
-    from mlpipe.data.clean import Seen
-
-    rng = np.random.default_rng(4)
-    n = 300
+def repetitive(n: int, seed: int) -> pd.DataFrame:
+    """Few distinct rows (many duplicates), 40 gaps in ``x`` and 10 missing targets."""
+    rng = np.random.default_rng(seed)
     frame = pd.DataFrame(
         {
             "x": rng.integers(0, 4, n).astype(float),
@@ -92,9 +88,19 @@ def test_cleaning_streamed_over_partitions_equals_the_whole_frames(parts, policy
             "y": rng.choice(["a", "b"], n),
         }
     )
-    frame.loc[rng.choice(n, 40, replace=False), "x"] = np.nan  # gaps, some at partition starts
-    frame.loc[[0, 100, 200], "x"] = np.nan
+    frame.loc[rng.choice(n, 40, replace=False), "x"] = np.nan
     frame.loc[rng.choice(n, 10, replace=False), "y"] = None
+    return frame
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+@pytest.mark.parametrize("policy", ["impute", "ffill", "drop"])
+def test_cleaning_streamed_over_partitions_equals_the_whole_frames(parts, policy):
+    from mlpipe.data.clean import Seen
+
+    n = 300
+    frame = repetitive(n, seed=4)
+    frame.loc[[0, 100, 200], "x"] = np.nan  # gaps at partition starts
     schema = Schema(name="t", target="y", task="binary", numeric=["x"], categorical=["c"])
     cfg = CleanConfig(missing={"x": policy}, max_drop_rate=1.0)
     whole, whole_stats = clean_partition(frame, schema, cfg)
@@ -114,17 +120,7 @@ def test_cleaning_in_two_passes_equals_cleaning_in_order(tmp_path, policy):
     from mlpipe.io.engine import LOCAL
     from mlpipe.io.tables import PartitionWriter, iter_partitions
 
-    rng = np.random.default_rng(5)
-    n = 400
-    frame = pd.DataFrame(
-        {
-            "x": rng.integers(0, 4, n).astype(float),
-            "c": rng.choice(["u", "v"], n),
-            "y": rng.choice(["a", "b"], n),
-        }
-    )
-    frame.loc[rng.choice(n, 40, replace=False), "x"] = np.nan
-    frame.loc[rng.choice(n, 10, replace=False), "y"] = None
+    frame = repetitive(400, seed=5)
     frame.loc[100:149, "y"] = None  # a partition with no target at all: nothing to stage
     cfg = CleanConfig(missing={"x": policy}, max_drop_rate=1.0)
     whole, whole_stats = clean_partition(frame, SCHEMA, cfg)
