@@ -4,4 +4,6 @@ import sys
 
 from mlpipe.cli import main
 
-sys.exit(main())
+# Guarded: a process started with "spawn" (training ranks) imports this module again.
+if __name__ == "__main__":
+    sys.exit(main())

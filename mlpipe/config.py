@@ -227,6 +227,11 @@ class TrainConfig(_Model):
         device: ``auto`` picks CUDA when available, else CPU.
         threads: torch intra-op threads; 0 keeps torch's default. One thread is fastest for
             small batches on a busy machine.
+        workers: Processes the network trains in (DistributedDataParallel: gloo on CPU,
+            nccl on GPUs): local processes, or one on each of as many Dask workers when
+            ``execution.engine`` is ``dask``. Each trains on its share of every batch, so the
+            batches, metrics and early stopping are those of one process; each uses
+            ``threads`` threads.
     """
 
     architecture: Literal["mlp", "cnn"] = "mlp"
@@ -242,6 +247,7 @@ class TrainConfig(_Model):
     baseline: Literal["linear", "hgb", "none"] = "linear"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(default=1, ge=0, le=256)
+    workers: int = Field(default=1, ge=1, le=1024)
 
     @field_validator("batch_size", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from prefect import task
 from mlpipe.config import TrainConfig
 from mlpipe.handoff import Features, RunContext, Splits, TrainedModels
 from mlpipe.io import tracking
+from mlpipe.io.engine import engine_for
 from mlpipe.learn.train import EpochCallback, Rows, fit_rows
 
 log = logging.getLogger("mlpipe.train")
@@ -39,11 +40,12 @@ def train_models(
 ) -> TrainedModels:
     """Fit the candidates with the fitted preprocessor; save them; log per-epoch metrics."""
     log.info(
-        "training %s %s (max %d epochs, patience %d) and a %s baseline",
+        "training %s %s (max %d epochs, patience %d%s) and a %s baseline",
         cfg.architecture,
         cfg.hidden_layers if cfg.architecture == "mlp" else "",
         cfg.max_epochs,
         cfg.patience,
+        f", {cfg.workers} ranks" if cfg.workers > 1 else "",
         cfg.baseline,
     )
     fitted = fit_rows(
@@ -55,6 +57,8 @@ def train_models(
         cfg,
         seed,
         _progress(run, cfg.max_epochs),
+        engine=engine_for(run.execution, run.run_dir) if cfg.workers > 1 else None,
+        folder=run.path("ranks"),
     )
     folder = run.path("predictor")
     fitted.predictor.save(folder)

@@ -15,9 +15,9 @@ One engine per execution config lives for the run: :func:`engine_for` opens it o
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -25,12 +25,14 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import pandas as pd
 
 from mlpipe.errors import MlpipeError
 from mlpipe.io.progress import Progress
 from mlpipe.io.tables import BucketWriter, PieceBucketWriter, partition_files, put, row_count
+from mlpipe.servers import free_port
 
 if TYPE_CHECKING:
     from mlpipe.config import ExecutionConfig
@@ -43,6 +45,9 @@ SETTLE_SECONDS = 120  # after a failure, the wait for tasks already running
 CALL_SECONDS = 120.0  # a call to the cluster (sending arguments, asking the workers) at most
 POLL_SECONDS = 5.0  # how often a wait for a result checks that workers are left
 NO_WORKERS_SECONDS = 60.0  # a cluster without workers this long fails the run
+GANG_POLL_SECONDS = 0.5  # how often a gang's driver reports progress and checks its members
+GANG_SETTLE_SECONDS = 3.0  # after a member fails, the wait for the others to say why
+GANG_EXIT_SECONDS = 10.0  # a member that has answered exits by itself within this
 _END = object()
 
 
@@ -177,6 +182,86 @@ class Engine:
         """A writer that scatters rows over ``buckets`` partitions (rows and a bucket per row)."""
         return BucketWriter(path, buckets)
 
+    def gang(
+        self,
+        fn: Callable[..., R],
+        size: int,
+        *args: Any,
+        poll: Callable[[], None] | None = None,
+    ) -> list[R]:
+        """``fn(rank, size, rendezvous, *args)`` in ``size`` processes at once; results by rank.
+
+        The members run at the same time and meet at ``rendezvous`` (``tcp://host:port``, a
+        free port on the first member's host; a ``torch.distributed`` init method). Here:
+        processes started from this one, stopped with it. ``poll`` is called about every
+        :data:`GANG_POLL_SECONDS` while they run (to report progress).
+
+        Raises:
+            Exception: A member's own error (a :class:`MlpipeError` in preference to the
+                errors of members whose peer failed first).
+            EngineError: A member died without one (killed, out of memory).
+        """
+        import multiprocessing
+        from multiprocessing.connection import wait
+
+        spawn = multiprocessing.get_context("spawn")
+        rendezvous = f"tcp://127.0.0.1:{free_port('127.0.0.1')}"
+        members: list[tuple[Any, Any]] = []
+        results: dict[int, Any] = {}
+        failures: dict[int, BaseException] = {}
+        try:
+            for rank in range(size):
+                receive, send = spawn.Pipe(duplex=False)
+                proc = spawn.Process(
+                    target=_member,
+                    args=(send, os.getpid(), fn, rank, size, rendezvous, *args),
+                    name=f"mlpipe-rank-{rank}",
+                    daemon=True,
+                )
+                proc.start()
+                send.close()
+                members.append((proc, receive))
+            failed_at = None
+            while len(results) + len(failures) < size:
+                if failed_at is not None and time.monotonic() - failed_at > GANG_SETTLE_SECONDS:
+                    break
+                waiting = [
+                    receive
+                    for rank, (_, receive) in enumerate(members)
+                    if rank not in results and rank not in failures
+                ]
+                wait(waiting, timeout=GANG_POLL_SECONDS)
+                if poll is not None:
+                    poll()
+                for rank, (proc, receive) in enumerate(members):
+                    if rank in results or rank in failures or not receive.poll():
+                        continue
+                    try:
+                        ok, value = receive.recv()
+                    except EOFError:  # exited without a word: killed
+                        proc.join(5)
+                        why = f"exit code {proc.exitcode}: killed, or out of memory?"
+                        ok, value = False, EngineError(f"{_rank_name(rank, size)} died ({why})")
+                    if ok:
+                        results[rank] = value
+                    else:
+                        failures[rank] = value
+                        failed_at = failed_at or time.monotonic()
+        finally:
+            for proc, receive in members:
+                if len(results) == size:  # done: let it exit by itself
+                    proc.join(GANG_EXIT_SECONDS)
+                if proc.is_alive():
+                    proc.terminate()
+                proc.join(5)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+                receive.close()
+        if failures:
+            raise _first_failure(failures, size)
+        return [results[rank] for rank in range(size)]
+
     def require(self, path: str | Path) -> None:
         """Check that the workers can read and write ``path`` (here: nothing to check)."""
 
@@ -221,6 +306,85 @@ class DaskEngine(Engine):
         """Rows scattered by the workers into pieces, joined per bucket on commit."""
         return PieceBucketWriter(path, buckets, self)
 
+    def gang(
+        self,
+        fn: Callable[..., R],
+        size: int,
+        *args: Any,
+        poll: Callable[[], None] | None = None,
+    ) -> list[R]:
+        """As :meth:`Engine.gang`, one member on each of ``size`` workers of the cluster.
+
+        Raises:
+            EngineError: The cluster has fewer than ``size`` workers, or one of the members'
+                workers left it.
+        """
+        try:
+            workers = sorted(self.client.scheduler_info()["workers"])
+        except Exception as err:
+            raise self._error(err) from None
+        if len(workers) < size:
+            raise EngineError(
+                f"{size} training ranks need {size} Dask workers (one rank each); "
+                f"{self.where} has {len(workers)}"
+            )
+        chosen = workers[:size]
+        host = urlsplit(chosen[0]).hostname or "127.0.0.1"
+        try:
+            port = _bounded(
+                lambda: self.client.run(free_port, host, workers=[chosen[0]])[chosen[0]],
+                CALL_SECONDS,
+                "asking a worker for a free port",
+            )
+        except Exception as err:
+            raise self._error(err) from None
+        rendezvous = f"tcp://{host}:{port}"
+        futures = [
+            self.client.submit(
+                fn,
+                rank,
+                size,
+                rendezvous,
+                *args,
+                workers=[worker],
+                allow_other_workers=False,
+                pure=False,
+            )
+            for rank, worker in enumerate(chosen)
+        ]
+        failures: dict[int, BaseException] = {}
+        try:
+            failed_at = math.inf
+            while True:
+                _settle(futures, GANG_POLL_SECONDS, any_error=True)
+                if poll is not None:
+                    poll()
+                for rank, future in enumerate(futures):
+                    if rank not in failures and future.status == "error":
+                        failures[rank] = future.exception()
+                        failed_at = min(failed_at, time.monotonic())
+                if failures:
+                    unsettled = any(f.status == "pending" for f in futures)
+                    if not unsettled or time.monotonic() - failed_at > GANG_SETTLE_SECONDS:
+                        break
+                    continue
+                if all(f.status == "finished" for f in futures):
+                    return [f.result() for f in futures]
+                try:
+                    present = set(self.client.scheduler_info()["workers"])
+                except Exception as err:
+                    raise self._error(err) from None
+                gone = [rank for rank, worker in enumerate(chosen) if worker not in present]
+                if gone or any(f.status in ("lost", "cancelled") for f in futures):
+                    rank = gone[0] if gone else 0
+                    raise EngineError(
+                        f"Dask cluster {self.where}: the worker of "
+                        f"{_rank_name(rank, size)} left (stopped or killed?)"
+                    )
+        finally:
+            self.client.cancel([f for f in futures if f.status == "pending"])
+        raise _first_failure(failures, size)
+
     def close(self) -> None:
         """Disconnect; stop the local cluster if this engine started it."""
         try:
@@ -230,8 +394,6 @@ class DaskEngine(Engine):
                 self.cluster.close()
 
     def _map(self, task: Callable[..., Any], items: Sequence[Any], *shared: Any) -> Iterator[Any]:
-        from distributed import wait
-
         if not items:
             return
         try:
@@ -261,8 +423,7 @@ class DaskEngine(Engine):
             if flight:
                 # Let the tasks in flight end before the caller cleans up (a worker must not
                 # write into a folder the caller is deleting); a dead cluster gets a deadline.
-                with contextlib.suppress(Exception):
-                    wait(list(flight), timeout=SETTLE_SECONDS)
+                _settle(list(flight), SETTLE_SECONDS)
                 self.client.cancel(list(flight))
 
     def _send(self, value: Any) -> Any:
@@ -318,6 +479,60 @@ def _result(future: Any, engine: DaskEngine) -> Any:
             if future.status == "error" and not isinstance(err, KilledWorker):
                 raise  # e.g. a DataError about the rows, as the local engine raises it
             raise engine._error(err) from None  # a lost worker, a closed connection
+
+
+def _settle(futures: Sequence[Any], seconds: float, any_error: bool = False) -> None:
+    """Wait until every future is done (or, ``any_error``: one failed), at most ``seconds``.
+
+    Polled: ``distributed.wait`` needs a default client, and the engine's is not one.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if all(f.done() for f in futures):
+            return
+        if any_error and any(f.status == "error" for f in futures):
+            return
+        time.sleep(0.1)
+
+
+def _rank_name(rank: int, size: int) -> str:
+    return f"training rank {rank} of {size}"
+
+
+def _member(
+    send: Any, parent: int, fn: Callable[..., Any], rank: int, size: int, *args: Any
+) -> None:
+    """A gang member's process: run ``fn``; send ``(True, value)`` or ``(False, error)``."""
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    try:
+        outcome: tuple[bool, Any] = (True, fn(rank, size, *args))
+    except BaseException as err:  # reported to the parent, which decides
+        outcome = (False, err)
+    try:
+        send.send(outcome)
+    except Exception:  # an error that does not pickle: its text
+        error = outcome[1]
+        send.send((False, RuntimeError(f"{type(error).__name__}: {error}")))
+
+
+def _exit_with(parent: int) -> None:
+    """Exit when ``parent`` is gone (a kill -9 of the run must not leave ranks training)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _first_failure(failures: dict[int, BaseException], size: int) -> BaseException:
+    """The error that explains a failed gang: mlpipe's own first, then the lowest rank's.
+
+    A member whose peer died fails too, with a connection error that says less.
+    """
+    rank = min(failures, key=lambda r: (not isinstance(failures[r], MlpipeError), r))
+    error = failures[rank]
+    if isinstance(error, MlpipeError):
+        return error
+    text = " ".join(str(error).split())[:300] or type(error).__name__
+    return EngineError(f"{_rank_name(rank, size)} failed: {text}")
 
 
 LOCAL = Engine()

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from mlpipe.config import FeatureConfig, TrainConfig
 from mlpipe.data.features import check_magnitudes, fit_features
 from mlpipe.data.sampling import RowSample
 from mlpipe.errors import ConfigError, TrainingError
+from mlpipe.io.engine import LOCAL, Engine
 from mlpipe.io.progress import Progress
 from mlpipe.learn.metrics import Tally
 from mlpipe.serving.nets import build_network
@@ -223,12 +225,20 @@ def fit_network(
     seed: int,
     on_epoch: EpochCallback | None = None,
     standardise: tuple[float, float] | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> tuple[nn.Module, list[dict[str, float]], int]:
     """Train with Adam and early stopping on validation loss; return the best weights.
 
     Each epoch visits the training partitions in a seeded random order and each partition's
     rows in a seeded random order (a shuffle buffer of one partition; the partitions are
     uniform samples). One partition is the whole-table case: one permutation per epoch.
+
+    With ``world`` ranks (an initialised ``torch.distributed`` process group, see
+    :mod:`mlpipe.learn.distributed`) every rank draws the same batches and trains on its
+    ``rank::world`` share of each; DistributedDataParallel sums the shares' gradients into the
+    gradient of the whole batch. The batches, the epochs' metrics and early stopping are
+    therefore those of one process (up to float rounding and dropout masks).
 
     Args:
         train: Training features (float32) and targets: class indices (int64) or regression
@@ -241,6 +251,8 @@ def fit_network(
             and ``train_accuracy``/``val_accuracy`` for classification).
         standardise: Regression: the training target's ``(mean, std)``, subtracted and
             divided out of every target.
+        rank: This process's rank in the process group.
+        world: Ranks in the process group (1: no process group).
 
     Returns:
         ``(network on CPU with the best validation weights, history, best epoch)``.
@@ -250,11 +262,21 @@ def fit_network(
     """
     seed_everything(seed)
     device = pick_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", rank % torch.cuda.device_count())
     classify = spec["task"] != "regression"
     net = build_network(spec).to(device)
+    model: nn.Module = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Rank 0's initial weights are broadcast; dropout masks differ per rank.
+        model = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
+        torch.manual_seed(seed + rank)
     loss_fn: nn.Module = nn.CrossEntropyLoss() if classify else nn.MSELoss()
+    summed: nn.Module = (nn.CrossEntropyLoss if classify else nn.MSELoss)(reduction="sum")
     optimiser = torch.optim.Adam(
-        net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+        model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
     )
 
     def tensors(rows: Rows, i: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -265,45 +287,59 @@ def fit_network(
         xt, yt = torch.tensor(x, device=device), torch.tensor(y, device=device)
         return xt, (yt if classify else yt.float().unsqueeze(1))
 
+    # Validation partitions are shared out over the ranks; their sums are added up.
+    mine_val = list(range(rank, len(val), world))
     # One partition stays on the device for every epoch; more are read one at a time.
     cached = {0: tensors(train, 0)} if len(train) == 1 else {}
-    cached_val = {0: tensors(val, 0)} if len(val) == 1 else {}
+    cached_val = {p: tensors(val, p) for p in mine_val} if len(mine_val) == 1 else {}
     generator = torch.Generator().manual_seed(seed)
     batch = batch_size(cfg, train.rows)
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
     history: list[dict[str, float]] = []
     for epoch in range(1, cfg.max_epochs + 1):
-        net.train()
+        model.train()
         # Accumulated on the device and read once per epoch: a per-batch .item() is a host sync.
         total = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         parts = [0] if len(train) == 1 else torch.randperm(len(train), generator=generator).tolist()
-        done = Progress(f"epoch {epoch}/{cfg.max_epochs}", len(parts))
+        done = Progress(f"epoch {epoch}/{cfg.max_epochs}", len(parts)) if rank == 0 else None
         for p in parts:
             xt, yt = cached[p] if p in cached else tensors(train, p)
+            # Every rank draws the same order (same generator, same draws).
             order = torch.randperm(len(xt), generator=generator).to(device)
             for start in range(0, len(order), batch):
                 idx = order[start : start + batch]
+                mine = idx[rank::world] if world > 1 else idx
                 optimiser.zero_grad()
-                out = net(xt[idx])
-                loss = loss_fn(out, yt[idx])
+                out = model(xt[mine])
+                if world == 1:
+                    loss = loss_fn(out, yt[mine])
+                    tally = loss.detach().double() * len(idx)
+                else:
+                    # DDP averages over ranks: scaled so that the average is the batch mean.
+                    part_sum = summed(out, yt[mine])
+                    loss = part_sum * (world / len(idx))
+                    tally = part_sum.detach().double()
                 loss.backward()
                 optimiser.step()
-                total += loss.detach().double() * len(idx)
+                total += tally
                 if classify:
-                    correct += (out.detach().argmax(1) == yt[idx]).sum()
-            done.step(len(xt))
+                    correct += (out.detach().argmax(1) == yt[mine]).sum()
+            if done is not None:
+                done.step(len(xt))
         net.eval()
         val_total, val_correct = 0.0, 0
         with torch.no_grad():
-            for p in range(len(val)):
+            for p in mine_val:
                 xv, yv = cached_val[p] if p in cached_val else tensors(val, p)
                 val_out = net(xv)
                 val_total += float(loss_fn(val_out, yv)) * len(xv)
                 if classify:
                     val_correct += int((val_out.argmax(1) == yv).sum())
-        val_loss = val_total / val.rows
-        train_loss = float(total) / train.rows
+        sums = [float(total), float(correct), val_total, float(val_correct)]
+        if world > 1:
+            sums = _add_over_ranks(sums, device)
+        train_loss, val_loss = sums[0] / train.rows, sums[2] / val.rows
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingError(
                 f"training diverged at epoch {epoch} (train loss {train_loss:.3g}, validation "
@@ -311,17 +347,27 @@ def fit_network(
             )
         row = {"epoch": float(epoch), "train_loss": train_loss, "val_loss": val_loss}
         if classify:
-            row["train_accuracy"] = int(correct) / train.rows
-            row["val_accuracy"] = val_correct / val.rows
+            row["train_accuracy"] = sums[1] / train.rows
+            row["val_accuracy"] = sums[3] / val.rows
         history.append(row)
         if on_epoch:
             on_epoch(row)
+        # The same sums on every rank: every rank takes the same decision.
         if val_loss < best_loss - 1e-6:
             best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(net.state_dict())
         elif epoch - best_epoch >= cfg.patience:
             break
     net.load_state_dict(best_state)
     return net.cpu().eval(), history, best_epoch
+
+
+def _add_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """Each value summed over every rank of the process group."""
+    import torch.distributed as dist
+
+    sums = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(sums)
+    return [float(v) for v in sums.cpu()]
 
 
 def fit_baseline(x: np.ndarray, y: np.ndarray, classify: bool, kind: str, seed: int) -> Any:
@@ -522,12 +568,16 @@ def fit_rows(
     cfg: TrainConfig,
     seed: int,
     on_epoch: EpochCallback | None = None,
+    engine: Engine | None = None,
+    folder: str | Path | None = None,
 ) -> Fitted:
     """Fit the network, the baseline and the trivial model on transformed rows.
 
     The baseline trains on at most :data:`BASELINE_MAX_ROWS` training rows (a uniform sample
     beyond that), in a second thread while the network trains when torch leaves a core free
-    (``train.threads`` below the machine's cores): same models, less wall time.
+    (``train.threads`` below the machine's cores): same models, less wall time. With
+    ``train.workers`` above 1 the network trains in that many ranks of ``engine``
+    (:mod:`mlpipe.learn.distributed`).
 
     Args:
         train: Transformed training rows and encoded targets.
@@ -538,6 +588,8 @@ def fit_rows(
         cfg: Training settings.
         seed: Seed of initialisation and batch order.
         on_epoch: Called with each epoch's metrics.
+        engine: Where the ranks of distributed training run (default: local processes).
+        folder: A folder every rank sees (the run directory), for distributed training.
 
     Returns:
         The fitted candidates.
@@ -545,6 +597,7 @@ def fit_rows(
     Raises:
         TrainingError: The network diverged.
         ConfigError: The architecture does not fit the data, or the device is unavailable.
+        EngineError: A rank of distributed training died.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -574,9 +627,16 @@ def fit_rows(
         if spare < 1:  # no free core: one after the other
             pending.result()
     started = time.perf_counter()
-    net, history, best_epoch = fit_network(
-        train, val, spec, cfg, seed, on_epoch, standardise=standardise
-    )
+    if cfg.workers > 1:
+        from mlpipe.learn.distributed import fit_network_ranks
+
+        net, history, best_epoch = fit_network_ranks(
+            engine or LOCAL, cfg.workers, train, val, spec, cfg, seed, on_epoch, standardise, folder
+        )
+    else:
+        net, history, best_epoch = fit_network(
+            train, val, spec, cfg, seed, on_epoch, standardise=standardise
+        )
     seconds = time.perf_counter() - started
     baseline = pending.result() if pending is not None else None
     return Fitted(

@@ -32,3 +32,24 @@ def dies(part: pd.DataFrame) -> int:
     import os
 
     os._exit(1)
+
+
+def gang_member(rank: int, size: int, rendezvous: str, fail: int, how: str) -> int:
+    """A gang member: rank ``fail`` dies (``how="die"``) or raises a TrainingError; the others
+    wait in a collective for their peers until the gang is stopped."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from mlpipe.errors import TrainingError
+
+    if rank == fail:
+        if how == "die":
+            os._exit(1)
+        raise TrainingError(f"rank {rank} refused")
+    if how == "none":
+        return rank
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=size)
+    dist.all_reduce(torch.zeros(1))  # never completes: a peer is missing
+    return rank

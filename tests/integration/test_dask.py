@@ -21,13 +21,13 @@ from mlflow import MlflowClient
 
 from flows.training import training
 from mlpipe.config import ExecutionConfig, build_config
-from mlpipe.errors import DataError
+from mlpipe.errors import DataError, TrainingError
 from mlpipe.io import engine
 from mlpipe.io.engine import EngineError, engine_for
 from mlpipe.io.tables import PartitionWriter, iter_partitions
 from tests.helpers import make_mixed_frame
 from tests.integration import dask_fns
-from tests.integration.dask_fns import dies, doubled, modules, rows_and_sum
+from tests.integration.dask_fns import dies, doubled, gang_member, modules, rows_and_sum
 from tests.integration.stack import free_port, start, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -230,11 +230,15 @@ def test_training_on_a_scheduler_and_two_workers_matches_the_local_engine(
     # Rows repeated in later partitions (new ids: an id is not a feature, rows still repeat).
     again = frame.iloc[:120].assign(id=[f"again-{i}" for i in range(120)])
     pd.concat([frame, again], ignore_index=True).to_csv(path, index=False)
-    base = {"dataset": {"source": str(path), "target": "label", "partition_rows": 250}, **FAST}
+    # No dropout: the masks are the one thing distributed training draws differently.
+    train = {**FAST["train"], "dropout": 0.0}
+    base = {
+        "dataset": {"source": str(path), "target": "label", "partition_rows": 250},
+        "train": train,
+    }
+    cluster = ["execution.engine=dask", f"execution.address={scheduler}"]
     local = training(build_config(base))
-    on_cluster = training(
-        build_config(base, overrides=["execution.engine=dask", f"execution.address={scheduler}"])
-    )
+    on_cluster = training(build_config(base, overrides=cluster))
     assert on_cluster.version == "2"
     # The same features, hence the same network and metrics.
     for name in ("features_train", "features_val"):
@@ -249,11 +253,43 @@ def test_training_on_a_scheduler_and_two_workers_matches_the_local_engine(
     accounting = {k: v for k, v in data[0].metrics.items() if k.startswith(("clean_", "rows_"))}
     assert accounting["clean_dropped_duplicate"] >= 120
     assert {k: data[1].metrics[k] for k in accounting} == accounting
-    with Client(scheduler, timeout=30) as client:
-        seen = client.run(modules, ["mlpipe.learn.train", "prefect"])
+
+    # DistributedDataParallel: one rank on each worker; the same training as one process.
+    ranks = training(build_config(base, overrides=[*cluster, "train.workers=2"]))
+    assert ranks.metrics == pytest.approx(local.metrics, rel=1e-4, abs=1e-4)
+    history = client.get_metric_history(ranks.run_id, "val_loss")
+    epochs = int(client.get_run(ranks.run_id).data.metrics["epochs_run"])
+    assert [m.step for m in history] == list(range(1, epochs + 1))
+    assert [m.value for m in history] == pytest.approx(
+        [m.value for m in client.get_metric_history(local.run_id, "val_loss")], rel=1e-4
+    )
+    with Client(scheduler, timeout=30) as dask_client:
+        seen = dask_client.run(modules, ["mlpipe.learn.train", "torch.distributed", "prefect"])
     assert len(seen) == 2
-    assert any(v["mlpipe.learn.train"] for v in seen.values()), seen  # they did the work
+    assert all(v["mlpipe.learn.train"] for v in seen.values()), seen  # they did the work
+    assert all(v["torch.distributed"] for v in seen.values()), seen  # a rank each
     assert not any(v["prefect"] for v in seen.values()), seen
+
+
+def test_training_ranks_on_a_cluster_need_a_worker_each(
+    tmp_path: Path, local_cluster: ExecutionConfig
+):
+    dask = engine_for(local_cluster, tmp_path)
+    assert dask.gang(gang_member, 2, -1, "none") == [0, 1]
+    with pytest.raises(TrainingError, match="rank 1 refused"):
+        dask.gang(gang_member, 2, 1, "raise")
+    with pytest.raises(EngineError, match=r"3 training ranks need 3 Dask workers .* has 2$"):
+        dask.gang(gang_member, 3, -1, "none")
+
+
+def test_a_rank_whose_worker_dies_fails_the_run_in_one_line(
+    tmp_path: Path, local_cluster: ExecutionConfig
+):
+    dask = engine_for(local_cluster, tmp_path)
+    with pytest.raises(
+        EngineError, match=r"^Dask cluster .*: the worker of training rank 1 of 2 left"
+    ):
+        dask.gang(gang_member, 2, 1, "die")
 
 
 def test_dask_tools_are_installed():
