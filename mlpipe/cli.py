@@ -159,6 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="rows per chunk (default: 100000)",
     )
     predict.add_argument("--encoding", default="auto", help="text encoding of a CSV input")
+    predict.add_argument(
+        "--engine",
+        choices=["local", "dask"],
+        default="local",
+        help="score here (default) or on a Dask cluster: chunks are staged beside --output",
+    )
+    predict.add_argument(
+        "--address",
+        metavar="tcp://HOST:PORT",
+        help="with --engine dask: an existing scheduler (default: a local cluster)",
+    )
+    predict.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="with --engine dask and no --address: local worker processes (default: 2)",
+    )
 
     models = sub.add_parser(
         "models", help="list registered models: versions, aliases, metric, gate decision"
@@ -265,7 +283,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mlpipe.preflight import check_execution, check_paths
 
     check_paths(config)  # the data is staged under runs_dir
-    check_execution(config)  # before a long load, not after it
+    check_execution(config.execution)  # before a long load, not after it
     prestart_server()  # the temporary Prefect server starts while the data is checked
     try:
         with staging(config.runs_dir) as folder:
@@ -453,6 +471,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             codecs.lookup(args.encoding)
         except LookupError:
             raise ConfigError(f"unknown text encoding {args.encoding!r}") from None
+    execution = _execution(args)
     from mlpipe.orchestration import run_batch_predict
 
     request = PredictRequest(
@@ -462,6 +481,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         version=args.version,
         chunk_rows=args.chunk_rows,
         encoding=args.encoding,
+        execution=execution,
     )
     result = run_batch_predict(request)
     print(
@@ -471,6 +491,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if result.quarantine:
         print(f"{result.rows_quarantined} rows quarantined -> {result.quarantine}")
     return 0
+
+
+def _execution(args: argparse.Namespace) -> Any:
+    """``--engine``, ``--address`` and ``--workers`` as a checked execution config."""
+    from pydantic import ValidationError
+
+    from mlpipe.config import ExecutionConfig
+    from mlpipe.errors import ConfigError
+    from mlpipe.preflight import check_execution
+
+    if args.engine == "local" and args.address:
+        raise ConfigError("--address needs --engine dask")
+    try:
+        execution = ExecutionConfig(
+            engine=args.engine, address=args.address or None, workers=args.workers
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"--{first['loc'][0]}: {first['msg']}") from None
+    check_execution(execution)
+    return execution
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -183,6 +183,10 @@ class PredictRequest(_Frozen):
     batch_alpha: float = Field(default=0.01, gt=0, lt=0.5)
     encoding: str = "auto"
     experiment: str = "mlpipe-batch"
+    execution: ExecutionConfig = Field(
+        default=ExecutionConfig(engine="local"),
+        description="where the chunks are scored: here, or on a Dask cluster",
+    )
 
 
 class ServingModel(_Frozen):

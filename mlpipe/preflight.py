@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlpipe.config import Config, check_name
+from mlpipe.config import Config, ExecutionConfig, check_name
 from mlpipe.data.datasets import model_name
 from mlpipe.data.features import magnitude_problem
 from mlpipe.data.ingest import Ingested, Profile
@@ -193,7 +193,7 @@ def check_paths(config: Config) -> None:
         raise ConfigError("; ".join(problems))
 
 
-def check_execution(config: Config) -> None:
+def check_execution(execution: ExecutionConfig) -> None:
     """Refuse a Dask scheduler address that does not accept connections.
 
     Raises:
@@ -201,8 +201,8 @@ def check_execution(config: Config) -> None:
     """
     from mlpipe.servers import reachable
 
-    address = config.execution.address
-    if config.execution.engine != "dask" or not address:
+    address = execution.address
+    if execution.engine != "dask" or not address:
         return
     problem = reachable(address)
     if problem is not None:

@@ -3,13 +3,18 @@
 Each chunk is validated with the suite the model was trained with (target checks removed; row
 quarantine applies; ``mostly`` judged for the whole batch), coerced like training data, scored,
 and appended to the output with the model version and run id. The output appears only when the
-whole batch succeeded.
+whole batch succeeded. With ``execution.engine: dask`` the chunks are staged as partitions
+beside the output and scored on the cluster's workers by the same partition function.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from prefect import task
@@ -17,14 +22,19 @@ from prefect import task
 from mlpipe.errors import DataError, DataValidationError
 from mlpipe.handoff import BatchResult, PredictRequest, ServingModel
 from mlpipe.io import tracking
-from mlpipe.io.tables import TableWriter, iter_table
-from mlpipe.quality.gate import REASONS_COLUMN, MostlyTally, apply_gate, run_checks
+from mlpipe.io.engine import engine_for, shutdown
+from mlpipe.io.tables import (
+    PartitionWriter,
+    TableWriter,
+    iter_partitions,
+    iter_table,
+    partition_files,
+)
 from mlpipe.quality.suites import batch_suite
 from mlpipe.registry import resolve
-from mlpipe.serving.schema import coerce_features
+from mlpipe.serving.batch import Scored, score_partition
 
 log = logging.getLogger("mlpipe.predict")
-ADDED = ("model_name", "model_version", "model_run_id")
 
 
 @task(name="resolve-model")
@@ -33,91 +43,143 @@ def resolve_model(name: str, version: str | None) -> ServingModel:
     return resolve(name, version)
 
 
-def _rename_clashes(chunk: pd.DataFrame, outputs: set[str]) -> pd.DataFrame:
-    clashes = [c for c in chunk.columns if c in outputs]
-    if not clashes:
-        return chunk
-    return chunk.rename(columns={c: f"input_{c}" for c in clashes})
-
-
 @task(name="predict")
 def predict_file(model: ServingModel, request: PredictRequest, batch_run_id: str) -> BatchResult:
     """Validate, score and write the input chunk by chunk; log counts to the batch run."""
-    schema = model.dataset
-    suite = batch_suite(model.suite, schema.target, has_target=False) if model.suite else None
+    suite = (
+        batch_suite(model.suite, model.dataset.target, has_target=False) if model.suite else None
+    )
     if suite is None:
         log.warning(
             "%s v%s has no stored suite: inputs are not validated", model.name, model.version
         )
-    pyfunc = tracking.load_pyfunc(model.uri)
     target = Path(request.output)
     quarantine_path = target.with_name(f"{target.stem}.quarantine.parquet")
-    tally = MostlyTally(request.batch_alpha)
-    rows_in = rows_predicted = rows_quarantined = 0
-    outputs: set[str] | None = None
-    renamed: set[str] = set()
+    total = Scored(request.batch_alpha)
+    scored = _on_cluster if request.execution.engine == "dask" else _here
     with TableWriter(target) as writer, TableWriter(quarantine_path) as quarantine:
-        for i, chunk in enumerate(iter_table(request.input, request.chunk_rows, request.encoding)):
-            rows_in += len(chunk)
-            passing = chunk
-            if suite is not None:
-                report = run_checks(chunk, suite, "fast")
-                passing, bad, outcome = apply_gate(chunk, report, 1.0, tally)
-                if outcome.critical:
-                    raise DataValidationError(
-                        f"input chunk {i + 1} fails a critical expectation: "
-                        f"{outcome.critical[0].describe()}"
-                    )
-                if len(bad):
-                    quarantine.write(bad.astype({REASONS_COLUMN: "str"}))
-                    rows_quarantined += len(bad)
-            if len(passing):
-                coerced, _ = coerce_features(passing, schema)
-                scored = pyfunc.predict(coerced[schema.features]).reset_index(drop=True)
-                if outputs is None:
-                    outputs = {*scored.columns, *ADDED}
-                kept = _rename_clashes(passing.reset_index(drop=True), outputs)
-                renamed |= {c for c in passing.columns if c in outputs}
-                out = pd.concat([kept, scored], axis=1)
-                out["model_name"], out["model_version"] = model.name, model.version
-                out["model_run_id"] = model.run_id
+        for i, ((out, bad), part) in enumerate(scored(model, request, suite)):
+            total.merge(part)
+            if len(bad):
+                quarantine.write(bad)
+            if len(out):
                 writer.write(out)
-                rows_predicted += len(out)
-            log.info("chunk %d: %d rows in, %d predicted so far", i + 1, len(chunk), rows_predicted)
-        if rows_in == 0:
-            raise DataError(f"input file has no rows: {request.input}")
-        missed = tally.failures()
-        if missed:
-            raise DataValidationError("input fails a critical expectation: " + "; ".join(missed))
-        if rows_quarantined / rows_in > request.max_quarantine_rate:
-            raise DataValidationError(
-                f"{rows_quarantined} of {rows_in} input rows quarantined "
-                f"({rows_quarantined / rows_in:.1%} > limit {request.max_quarantine_rate:.1%})"
+            log.info(
+                "chunk %d: %d rows in, %d predicted so far",
+                i + 1,
+                part.rows_in,
+                total.rows_predicted,
             )
-        if rows_predicted == 0:
-            raise DataError(f"no rows of {request.input} passed validation: nothing to predict")
-        if renamed:
-            log.warning(
-                "input columns %s clash with output columns: written as input_<name>",
-                ", ".join(sorted(renamed)),
-            )
+        _judge(total, request)
         output = writer.commit()
-        quarantine_file = quarantine.commit() if rows_quarantined else None
+        quarantine_file = quarantine.commit() if total.rows_quarantined else None
     if quarantine_file:
         tracking.log_artifact(batch_run_id, quarantine_file, "quarantine")
     tracking.log_metrics(
         batch_run_id,
         {
-            "rows_in": rows_in,
-            "rows_predicted": rows_predicted,
-            "rows_quarantined": rows_quarantined,
+            "rows_in": total.rows_in,
+            "rows_predicted": total.rows_predicted,
+            "rows_quarantined": total.rows_quarantined,
         },
     )
     return BatchResult(
         output=output,
-        rows_in=rows_in,
-        rows_predicted=rows_predicted,
-        rows_quarantined=rows_quarantined,
+        rows_in=total.rows_in,
+        rows_predicted=total.rows_predicted,
+        rows_quarantined=total.rows_quarantined,
         model_version=model.version,
         quarantine=quarantine_file,
     )
+
+
+Scoring = Iterator[tuple[tuple[pd.DataFrame, pd.DataFrame], Scored]]
+
+
+def _here(model: ServingModel, request: PredictRequest, suite: dict[str, Any] | None) -> Scoring:
+    """Each chunk of the input scored in this process as it is read."""
+    pyfunc = tracking.load_pyfunc(model.uri)
+    version = (model.name, model.version, model.run_id)
+    chunks = iter_table(request.input, request.chunk_rows, request.encoding)
+    for i, chunk in enumerate(chunks):
+        yield score_partition(
+            chunk, i + 1, pyfunc, model.dataset, suite, request.batch_alpha, version
+        )
+
+
+def _on_cluster(
+    model: ServingModel, request: PredictRequest, suite: dict[str, Any] | None
+) -> Scoring:
+    """The input staged as partitions beside the output, scored on the Dask workers.
+
+    The workers load the model from a copy in the same folder (they need no tracking
+    server); the folder goes when the batch ends, however it ends.
+    """
+    target = Path(request.output).resolve()  # the workers' working folder is not ours
+    scratch = target.parent / f".{target.name}.mlpipe-{uuid.uuid4().hex[:8]}"
+    scratch.mkdir(parents=True)
+    try:
+        engine = engine_for(request.execution, scratch)
+        with PartitionWriter(scratch / "input", rows=request.chunk_rows) as staged:
+            rows = 0
+            for chunk in iter_table(request.input, request.chunk_rows, request.encoding):
+                staged.write(chunk)
+                rows += len(chunk)
+            if not rows:
+                raise DataError(f"input file has no rows: {request.input}")
+            source = staged.commit()
+        folder = tracking.download_model(model.uri, scratch / "model")
+        version = (model.name, model.version, model.run_id)
+        parts = len(partition_files(source))
+        with PartitionWriter(scratch / "out") as out, PartitionWriter(scratch / "bad") as bad:
+            summaries = list(
+                engine.rewrite(
+                    score_partition,
+                    source,
+                    [out, bad],
+                    folder,
+                    model.dataset,
+                    suite,
+                    request.batch_alpha,
+                    version,
+                    each=range(1, parts + 1),
+                    progress="scoring on the cluster",
+                )
+            )
+            scored = iter_partitions(out.commit()) if out.rows else iter([])
+            quarantined = iter_partitions(bad.commit()) if bad.rows else iter([])
+            for summary in summaries:
+                # Output partitions follow the input's; partitions without rows have none.
+                rows = next(scored) if summary.rows_predicted else None
+                rejects = next(quarantined) if summary.rows_quarantined else None
+                yield (_or_empty(rows), _or_empty(rejects)), summary
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutdown()
+
+
+def _or_empty(frame: pd.DataFrame | None) -> pd.DataFrame:
+    return pd.DataFrame() if frame is None else frame
+
+
+def _judge(total: Scored, request: PredictRequest) -> None:
+    """Refuse a batch that is empty, fails a ``mostly`` check, or is mostly quarantined."""
+    if total.rows_in == 0:
+        raise DataError(f"input file has no rows: {request.input}")
+    assert total.tally is not None
+    missed = total.tally.failures()
+    if missed:
+        raise DataValidationError("input fails a critical expectation: " + "; ".join(missed))
+    if total.rows_quarantined / total.rows_in > request.max_quarantine_rate:
+        raise DataValidationError(
+            f"{total.rows_quarantined} of {total.rows_in} input rows quarantined "
+            f"({total.rows_quarantined / total.rows_in:.1%} > limit "
+            f"{request.max_quarantine_rate:.1%})"
+        )
+    if total.rows_predicted == 0:
+        raise DataError(f"no rows of {request.input} passed validation: nothing to predict")
+    if total.renamed:
+        log.warning(
+            "input columns %s clash with output columns: written as input_<name>",
+            ", ".join(sorted(total.renamed)),
+        )

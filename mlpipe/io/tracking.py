@@ -891,6 +891,25 @@ def load_pyfunc(uri: str) -> Any:
     return mlflow.pyfunc.load_model(uri)
 
 
+def download_model(uri: str, folder: str | Path) -> str:
+    """Copy a registered model's files into ``folder`` (for processes without the server)."""
+    import mlflow
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return str(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder)))
+
+
+@functools.lru_cache(maxsize=2)
+def load_downloaded(folder: str) -> Any:
+    """A model copied by :func:`download_model`, loaded once per process.
+
+    A Dask worker scores many partitions with it.
+    """
+    import mlflow
+
+    return mlflow.pyfunc.load_model(folder)
+
+
 def signature(example: pd.DataFrame, output: pd.DataFrame) -> Any:
     """The model signature inferred from an input example and its predictions."""
     import warnings

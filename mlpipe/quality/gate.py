@@ -276,6 +276,14 @@ class MostlyTally:
                 entry[0] += r.unexpected_count
                 entry[1] += r.total
 
+    def merge(self, other: MostlyTally) -> MostlyTally:
+        """Add another part of the batch's counts (a partition scored elsewhere)."""
+        for key, (bad, total, share) in other.counts.items():
+            entry = self.counts.setdefault(key, [0, 0, share])
+            entry[0] += bad
+            entry[1] += total
+        return self
+
     def failures(self) -> list[str]:
         """The ``mostly`` expectations the batch misses significantly, one line each."""
         out = []

@@ -94,6 +94,22 @@ def test_chunk_size_and_format_do_not_change_predictions(trained: Path, isolated
     np.testing.assert_allclose(a["proba_Adelie"], b["proba_Adelie"], atol=1e-6)  # float32
 
 
+def test_scoring_on_a_dask_cluster_writes_what_scoring_here_writes(
+    trained: Path, isolated_workdir: Path
+):
+    from mlpipe.io.engine import _open
+
+    args = ["predict", "--model", NAME, "--input", str(trained), "--chunk-rows", "40"]
+    assert main([*args, "--output", "here.csv"]) == 0
+    assert main([*args, "--output", "there.csv", "--engine", "dask", "--workers", "2"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv("here.csv"), pd.read_csv("there.csv"))
+    quarantined = [pd.read_parquet(f"{n}.quarantine.parquet") for n in ("here", "there")]
+    assert quarantined[1]["island"].tolist() == ["Atlantis"]
+    pd.testing.assert_frame_equal(*quarantined)
+    assert not [p.name for p in isolated_workdir.iterdir() if p.name.startswith(".")]
+    assert not _open, "the local cluster is stopped with the batch"
+
+
 def test_bad_batch_inputs(trained: Path, isolated_workdir: Path, capsys):
     assert main(["predict", "--model", "nope", "--input", str(trained), "--output", "x.csv"]) == 1
     assert "model 'nope' has no champion in the registry" in capsys.readouterr().err
@@ -104,3 +120,19 @@ def test_bad_batch_inputs(trained: Path, isolated_workdir: Path, capsys):
     assert main(["predict", "--model", NAME, "--input", str(broken), "--output", "x.csv"]) == 1
     assert "bill_length_mm" in capsys.readouterr().err
     assert not Path("x.csv").exists(), "nothing half-written"
+    dask = ["--engine", "dask", "--workers", "1"]
+    assert (
+        main(["predict", "--model", NAME, "--input", str(broken), "--output", "x.csv", *dask]) == 1
+    )
+    assert "bill_length_mm" in capsys.readouterr().err, "a worker's error comes back as itself"
+    assert not [p.name for p in isolated_workdir.iterdir() if p.name.startswith((".", "x"))]
+
+    args = ["predict", "--model", NAME, "--input", str(trained), "--output", "x.csv"]
+    assert main([*args, "--address", "tcp://127.0.0.1:8786"]) == 1
+    assert "--address needs --engine dask" in capsys.readouterr().err
+    assert main([*args, "--engine", "dask", "--address", "http://user:pw@host"]) == 1
+    assert "is not a Dask scheduler address" in capsys.readouterr().err
+    assert main([*args, "--engine", "dask", "--address", "tcp://127.0.0.1:1"]) == 1
+    assert "cannot reach the Dask scheduler tcp://127.0.0.1:1" in capsys.readouterr().err
+    assert main([*args, "--engine", "dask", "--workers", "0"]) == 1
+    assert "--workers: " in capsys.readouterr().err

@@ -20,6 +20,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.training import training
+from mlpipe.cli import main
 from mlpipe.config import ExecutionConfig, build_config
 from mlpipe.errors import DataError, TrainingError
 from mlpipe.io import engine
@@ -253,6 +254,19 @@ def test_training_on_a_scheduler_and_two_workers_matches_the_local_engine(
     accounting = {k: v for k, v in data[0].metrics.items() if k.startswith(("clean_", "rows_"))}
     assert accounting["clean_dropped_duplicate"] >= 120
     assert {k: data[1].metrics[k] for k in accounting} == accounting
+
+    # Batch prediction on the cluster: the same output as here (quarantine: in
+    # tests/flows/test_batch_predict.py, with a suite).
+    raw = make_mixed_frame(n=430, seed=9).drop(columns=["label"])
+    raw.to_csv(isolated_workdir / "raw.csv", index=False)
+    predict = ["predict", "--model", local.model_name, "--input", "raw.csv", "--chunk-rows", "100"]
+    assert main([*predict, "--output", "here.parquet"]) == 0
+    assert main([*predict, "--output", "there.parquet", "--engine", "dask",
+                 "--address", scheduler]) == 0  # fmt: skip
+    here, there = pd.read_parquet("here.parquet"), pd.read_parquet("there.parquet")
+    assert len(here) == 430
+    pd.testing.assert_frame_equal(here, there)
+    assert sorted(p.name for p in isolated_workdir.iterdir() if p.name.startswith(".")) == []
 
     # DistributedDataParallel: one rank on each worker; the same training as one process.
     ranks = training(build_config(base, overrides=[*cluster, "train.workers=2"]))
