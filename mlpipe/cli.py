@@ -225,6 +225,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("datasets", help="list the embedded datasets")
 
+    serve = sub.add_parser(
+        "serve",
+        help="a REST endpoint for the champion (or --version) on 127.0.0.1",
+        description="Serve a registered model with MLflow's scoring server until Ctrl-C or "
+        "SIGTERM. POST raw rows (the training columns, no target; null for missing values) to "
+        "/invocations and get predictions and class probabilities back, as from "
+        "`mlpipe predict`. The version is fixed when the server starts: a later change of "
+        "`champion` needs a restart.",
+        epilog="example:\n  mlpipe serve --model mlpipe-penguins --port 5001\n"
+        "  curl -s http://127.0.0.1:5001/invocations -H 'Content-Type: application/json' -d \\\n"
+        '    \'{"dataframe_records": [{"island": "Biscoe", "bill_length_mm": 45.1, '
+        '"bill_depth_mm": 14.5, "flipper_length_mm": 215, "body_mass_g": 5000, '
+        '"sex": null, "year": 2008}]}\'',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--model", metavar="NAME", required=True, help="registered model name")
+    serve.add_argument("--version", metavar="N", help="model version (default: champion)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, default=5001, help="port (default: 5001; 0: a free one, printed)"
+    )
+
     ui = sub.add_parser("ui", help="serve the MLflow UI for the tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
@@ -284,6 +306,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     check_paths(config)  # the data is staged under runs_dir
     check_execution(config.execution)  # before a long load, not after it
+    if config.train.workers > 1 and config.execution.engine == "local":
+        from mlpipe.io.engine import LOCAL
+
+        LOCAL.check_gang(config.train.workers)
     prestart_server()  # the temporary Prefect server starts while the data is checked
     try:
         with staging(config.runs_dir) as folder:
@@ -836,6 +862,30 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return _run_server(cmd, env)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve one registered model version over HTTP (MLflow's scoring server)."""
+    from mlpipe.io import tracking
+    from mlpipe.registry import resolve
+
+    uri = tracking.configure()
+    model = resolve(args.model, args.version)
+    port = _port(args, 5001)
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model.uri]
+    cmd += ["--env-manager", "local", "--host", args.host, "--port", str(port), "--workers", "1"]
+    env = {
+        **os.environ,
+        # The server resolves models:/ through the registry, and starts `uvicorn` by name.
+        "MLFLOW_TRACKING_URI": uri,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
+    print(
+        f"serving {model.name} v{model.version} on http://{args.host}:{port}/invocations "
+        "(POST JSON rows; GET /ping for health; Ctrl-C to stop)",
+        flush=True,
+    )
+    return _run_server(cmd, env)
+
+
 COMMANDS = {
     "train": cmd_train,
     "validate": cmd_validate,
@@ -846,6 +896,7 @@ COMMANDS = {
     "config": cmd_config,
     "datasets": cmd_datasets,
     "ui": cmd_ui,
+    "serve": cmd_serve,
     "server": cmd_server,
     "health": cmd_health,
     "retrain": cmd_retrain,

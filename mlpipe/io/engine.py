@@ -204,6 +204,7 @@ class Engine:
         import multiprocessing
         from multiprocessing.connection import wait
 
+        self.check_gang(size)
         spawn = multiprocessing.get_context("spawn")
         rendezvous = f"tcp://127.0.0.1:{free_port('127.0.0.1')}"
         members: list[tuple[Any, Any]] = []
@@ -261,6 +262,19 @@ class Engine:
         if failures:
             raise _first_failure(failures, size)
         return [results[rank] for rank in range(size)]
+
+    def check_gang(self, size: int) -> None:
+        """Refuse a gang of more processes than this machine has cores (they would thrash).
+
+        Raises:
+            EngineError: Naming the limit.
+        """
+        cores = os.cpu_count() or 1
+        if size > cores:
+            raise EngineError(
+                f"{size} training ranks as local processes on a machine with {cores} cores: at "
+                f"most {cores} (train.workers), or run them on a Dask cluster"
+            )
 
     def require(self, path: str | Path) -> None:
         """Check that the workers can read and write ``path`` (here: nothing to check)."""

@@ -136,3 +136,57 @@ def test_bad_batch_inputs(trained: Path, isolated_workdir: Path, capsys):
     assert "cannot reach the Dask scheduler tcp://127.0.0.1:1" in capsys.readouterr().err
     assert main([*args, "--engine", "dask", "--workers", "0"]) == 1
     assert "--workers: " in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_serve_answers_a_post_with_what_predict_writes(trained: Path, isolated_workdir: Path):
+    import json
+    import os
+    import signal
+    import socket
+    import urllib.request
+
+    from tests.integration.stack import free_port, start, stop, wait_for
+
+    rows = pd.read_csv(trained).drop(index=5).head(40)  # row 5 is quarantined by predict
+    assert rows.isna().any().any(), "missing values go through the endpoint too"
+    rows.to_csv("rows.csv", index=False)
+    assert main(["predict", "--model", NAME, "--input", "rows.csv", "--output", "p.csv"]) == 0
+    expected = pd.read_csv("p.csv")
+
+    port = free_port()
+    env = dict(os.environ)
+    proc = start([sys.executable, "-m", "mlpipe", "serve", "--model", NAME, "--port", str(port)],
+                 env, isolated_workdir / "serve.log")  # fmt: skip
+
+    def answer(path: str, body: bytes | None = None) -> bytes | None:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return bytes(response.read())
+        except OSError:
+            return None
+
+    try:
+        assert wait_for(lambda: answer("/ping") is not None, timeout=120, every=1), (
+            isolated_workdir / "serve.log"
+        ).read_text()[-2000:]
+        split = json.loads(rows.to_json(orient="split", index=False))
+        body = json.dumps({"dataframe_split": split}).encode()
+        served = pd.DataFrame(json.loads(answer("/invocations", body) or b"{}")["predictions"])
+        assert (served["prediction"] == expected["prediction"]).all()
+        proba = [c for c in served.columns if c.startswith("proba_")]
+        assert proba and proba == [c for c in expected.columns if c.startswith("proba_")]
+        np.testing.assert_allclose(served[proba], expected[proba], atol=1e-6)  # float32
+        assert (
+            f"serving {NAME} v1 on http://127.0.0.1:{port}/invocations"
+            in (isolated_workdir / "serve.log").read_text()
+        )
+
+        os.kill(proc.pid, signal.SIGTERM)  # mlpipe only, not its process group
+        proc.wait(timeout=30)
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, "the server stopped with mlpipe"
+    finally:
+        stop(proc)

@@ -111,3 +111,20 @@ def test_diverging_ranks_fail_in_one_line_like_one_process():
         fit_network_ranks(
             LOCAL, 2, Rows.of(x[:200], y[:200]), Rows.of(x[200:], y[200:]), spec, cfg, 0
         )
+
+
+def test_more_local_ranks_than_cores_are_refused_before_anything_starts(
+    capsys: pytest.CaptureFixture[str], isolated_workdir: Path
+):
+    import os
+
+    from mlpipe.cli import main
+
+    cores = os.cpu_count() or 1
+    with pytest.raises(EngineError, match=rf"^{cores + 1} training ranks .* at most {cores} "):
+        LOCAL.gang(gang_member, cores + 1, -1, "none")
+    assert not multiprocessing.active_children()
+    assert main(["train", "--dataset", "digits", "--set", "train.workers=999"]) == 1
+    err = capsys.readouterr().err
+    assert f"999 training ranks as local processes on a machine with {cores} cores" in err
+    assert not list(isolated_workdir.iterdir()), "refused before the load: nothing written"
