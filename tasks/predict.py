@@ -150,9 +150,9 @@ def _on_cluster(
             quarantined = iter_partitions(bad.commit()) if bad.rows else iter([])
             for summary in summaries:
                 # Output partitions follow the input's; partitions without rows have none.
-                rows = next(scored) if summary.rows_predicted else None
+                frame = next(scored) if summary.rows_predicted else None
                 rejects = next(quarantined) if summary.rows_quarantined else None
-                yield (_or_empty(rows), _or_empty(rejects)), summary
+                yield (_or_empty(frame), _or_empty(rejects)), summary
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         shutdown()
