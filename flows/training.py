@@ -10,6 +10,7 @@ travels between tasks as Parquet files in the run directory, referenced by path.
 from __future__ import annotations
 
 from prefect import flow
+from prefect.states import Completed
 
 from mlpipe.config import Config
 from mlpipe.data.datasets import model_name
@@ -58,7 +59,7 @@ def training(config: Config, staged: LoadedData | None = None) -> TrainingResult
         write_model_card(
             registration, decision, evaluation, data, validated, cleaned, splits, config, run
         )
-    return TrainingResult(
+    result = TrainingResult(
         run_id=run.run_id,
         run_dir=run.run_dir,
         model_name=name,
@@ -68,3 +69,6 @@ def training(config: Config, staged: LoadedData | None = None) -> TrainingResult
         reason=decision.reason,
         metrics=evaluation.metrics,
     )
+    # The decision in the run's final state (Prefect UI, `retrain --wait`); a caller of the
+    # flow still gets the result itself.
+    return Completed(message=result.summary(), data=result)  # type: ignore[return-value]

@@ -647,8 +647,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     print(f"flow run {run.id}: {ui}/runs/flow-run/{run.id}")
     if not args.wait:
         return 0
-    print(f"finished: {run.state.name if run.state else 'unknown'}")
-    return 0 if run.state and run.state.is_completed() else EXIT_FAILURE
+    state = run.state
+    message = f": {' '.join(state.message.split())}" if state and state.message else ""
+    print(f"finished: {state.name if state else 'unknown'}{redact(message)}")
+    return 0 if state and state.is_completed() else EXIT_FAILURE
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:

@@ -131,6 +131,14 @@ class TrainingResult(_Frozen):
     reason: str
     metrics: dict[str, float]
 
+    def summary(self) -> str:
+        """One line: the version, the decision and its reason, the test metrics."""
+        decision = "promoted to champion" if self.promoted else "not promoted"
+        tests = ", ".join(
+            f"{k}={v:.4g}" for k, v in sorted(self.metrics.items()) if k.startswith("test_")
+        )
+        return f"{self.model_name} v{self.version} {decision}: {self.reason} ({tests})"
+
 
 @dataclass
 class Evidence:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -44,7 +45,13 @@ def test_deploy_retrain_schedule_and_drift_trigger(stack: Stack):
         # When a user retrains by hand: a flow run id and UI link, then a new model version.
         done = mlpipe(stack, "retrain", "--data", str(first_year), *SHOP, "--wait")
         assert done.returncode == 0, done.stdout + done.stderr[-3000:]
-        assert "/runs/flow-run/" in done.stdout and "finished: Completed" in done.stdout
+        assert "/runs/flow-run/" in done.stdout
+        # The decision, from the run's final state: version, promoted or not, why, metrics.
+        assert re.search(
+            r"finished: Completed: mlpipe-shop v\d+ (promoted to champion|not promoted): .+ "
+            r"\(.*test_accuracy=[0-9.]+.*\)$",
+            done.stdout.strip().splitlines()[-1],
+        ), done.stdout
         versions = stack.mlflow("model-versions/search?filter=name%3D%27mlpipe-shop%27")
         tags = [{t["key"]: t["value"] for t in v.get("tags", [])}
                 for v in versions["model_versions"]]  # fmt: skip
