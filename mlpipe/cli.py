@@ -536,7 +536,7 @@ def _execution(args: argparse.Namespace) -> Any:
     except ValidationError as err:
         first = err.errors()[0]
         raise ConfigError(f"--{first['loc'][0]}: {first['msg']}") from None
-    check_execution(execution)
+    check_execution(execution, "--address")
     return execution
 
 

@@ -137,7 +137,8 @@ class TrainingResult(_Frozen):
         tests = ", ".join(
             f"{k}={v:.4g}" for k, v in sorted(self.metrics.items()) if k.startswith("test_")
         )
-        return f"{self.model_name} v{self.version} {decision}: {self.reason} ({tests})"
+        reason = self.reason.removeprefix(f"{decision}: ")  # said once
+        return f"{self.model_name} v{self.version} {decision}: {reason} ({tests})"
 
 
 @dataclass

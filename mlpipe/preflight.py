@@ -193,8 +193,10 @@ def check_paths(config: Config) -> None:
         raise ConfigError("; ".join(problems))
 
 
-def check_execution(execution: ExecutionConfig) -> None:
+def check_execution(execution: ExecutionConfig, key: str = "execution.address") -> None:
     """Refuse a Dask scheduler address that does not accept connections.
+
+    ``key``: how the user gave the address (a config key, a command-line flag).
 
     Raises:
         ConfigError: Naming the address and why (refused, unknown host, timed out).
@@ -206,9 +208,7 @@ def check_execution(execution: ExecutionConfig) -> None:
         return
     problem = reachable(address)
     if problem is not None:
-        raise ConfigError(
-            f"cannot reach the Dask scheduler {address} (execution.address): {problem}"
-        )
+        raise ConfigError(f"cannot reach the Dask scheduler {address} ({key}): {problem}")
 
 
 def prepare(config: Config, out: str | Path) -> tuple[Ingested, Schema]:

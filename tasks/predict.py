@@ -9,6 +9,7 @@ beside the output and scored on the cluster's workers by the same partition func
 
 from __future__ import annotations
 
+import glob
 import logging
 import shutil
 import uuid
@@ -23,18 +24,15 @@ from mlpipe.errors import DataError, DataValidationError
 from mlpipe.handoff import BatchResult, PredictRequest, ServingModel
 from mlpipe.io import tracking
 from mlpipe.io.engine import engine_for, shutdown
-from mlpipe.io.tables import (
-    PartitionWriter,
-    TableWriter,
-    iter_partitions,
-    iter_table,
-    partition_files,
-)
+from mlpipe.io.processes import owner, owner_alive
+from mlpipe.io.tables import PartitionWriter, TableWriter, iter_partitions, iter_table, write_part
 from mlpipe.quality.suites import batch_suite
 from mlpipe.registry import resolve
 from mlpipe.serving.batch import Scored, score_partition
 
 log = logging.getLogger("mlpipe.predict")
+STAGING = ".mlpipe-"  # .<output name>.mlpipe-<id>: a batch's partitions for the cluster
+OWNER_FILE = "owner"  # in a staging folder: the process that made it
 
 
 @task(name="resolve-model")
@@ -116,21 +114,23 @@ def _on_cluster(
     server); the folder goes when the batch ends, however it ends.
     """
     target = Path(request.output).resolve()  # the workers' working folder is not ours
-    scratch = target.parent / f".{target.name}.mlpipe-{uuid.uuid4().hex[:8]}"
+    _remove_abandoned(target)
+    scratch = target.parent / f".{target.name}{STAGING}{uuid.uuid4().hex[:8]}"
     scratch.mkdir(parents=True)
+    (scratch / OWNER_FILE).write_text(owner(), encoding="utf-8")
     try:
         engine = engine_for(request.execution, scratch)
-        with PartitionWriter(scratch / "input", rows=request.chunk_rows) as staged:
-            rows = 0
-            for chunk in iter_table(request.input, request.chunk_rows, request.encoding):
-                staged.write(chunk)
-                rows += len(chunk)
-            if not rows:
-                raise DataError(f"input file has no rows: {request.input}")
-            source = staged.commit()
+        # Each chunk as it was read, one partition each: a dataset writer would unify the
+        # chunks' column types, and a chunk would no longer be validated as read here.
+        source = scratch / "input"
+        source.mkdir()
+        parts = 0
+        for chunk in iter_table(request.input, request.chunk_rows, request.encoding):
+            parts += write_part(chunk, source / f"part-{parts:05d}.parquet") > 0
+        if not parts:
+            raise DataError(f"input file has no rows: {request.input}")
         folder = tracking.download_model(model.uri, scratch / "model")
         version = (model.name, model.version, model.run_id)
-        parts = len(partition_files(source))
         with PartitionWriter(scratch / "out") as out, PartitionWriter(scratch / "bad") as bad:
             summaries = list(
                 engine.rewrite(
@@ -156,6 +156,18 @@ def _on_cluster(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         shutdown()
+
+
+def _remove_abandoned(target: Path) -> None:
+    """Delete staging folders beside ``target`` whose process is gone (a killed batch)."""
+    for folder in target.parent.glob(f".{glob.escape(target.name)}{STAGING}*"):
+        try:
+            identity = (folder / OWNER_FILE).read_text(encoding="utf-8").strip()
+        except OSError:
+            continue  # being created, or not ours
+        if owner_alive(identity) is False:
+            log.warning("removing %s, left by a batch that was killed", folder.name)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _or_empty(frame: pd.DataFrame | None) -> pd.DataFrame:

@@ -15,6 +15,7 @@ One engine per execution config lives for the run: :func:`engine_for` opens it o
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -524,9 +525,12 @@ def _member(
         outcome = (False, err)
     try:
         send.send(outcome)
+    except OSError:  # the parent is gone (killed): nobody to tell
+        os._exit(1)
     except Exception:  # an error that does not pickle: its text
         error = outcome[1]
-        send.send((False, RuntimeError(f"{type(error).__name__}: {error}")))
+        with contextlib.suppress(OSError):
+            send.send((False, RuntimeError(f"{type(error).__name__}: {error}")))
 
 
 def _exit_with(parent: int) -> None:
@@ -618,7 +622,9 @@ def _connect(cfg: ExecutionConfig) -> DaskEngine:
         # Its HTTP endpoints (health, metrics) on a free loopback port: the default 8787
         # is taken as soon as two runs start clusters at once.
         dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
+        # A partition function's error is the run's, said once by mlpipe: not also a
+        # "Compute Failed" block from each worker it failed on.
+        silence_logs=logging.CRITICAL,
     )
     client = Client(cluster, set_as_default=False)
     where = f"local cluster ({cfg.workers} workers)"

@@ -10,6 +10,7 @@ weights; the driver builds the same single network the predictor serves.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tempfile
@@ -63,8 +64,13 @@ def fit_network_ranks(
         TrainingError: Training diverged (on every rank).
         EngineError: A rank died or its worker left, or the cluster is too small.
     """
-    with tempfile.TemporaryDirectory(prefix="mlpipe-ranks-") as scratch:
-        epochs = Path(folder or scratch) / "epochs.jsonl"
+    place = (
+        contextlib.nullcontext(folder)
+        if folder
+        else tempfile.TemporaryDirectory(prefix="mlpipe-ranks-")
+    )
+    with place as where:
+        epochs = Path(where) / "epochs.jsonl"
         epochs.parent.mkdir(parents=True, exist_ok=True)
         epochs.unlink(missing_ok=True)
         follow = _EpochFollower(epochs, on_epoch)

@@ -4,6 +4,7 @@ training as one process, and a rank that fails fails the run in one line with no
 from __future__ import annotations
 
 import multiprocessing
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,32 +65,34 @@ def test_two_ranks_train_what_one_process_trains(tmp_path: Path):
     cfg = TrainConfig(max_epochs=6, patience=2, hidden_layers=[16], dropout=0.0, batch_size=50)
     spec = _spec("multiclass", 3)
     seen: list[dict[str, float]] = []
+    temporary = set(Path(tempfile.gettempdir()).glob("mlpipe-ranks-*"))
     one = fit_network(train, val, spec, cfg, seed=5)
     two = fit_network_ranks(LOCAL, 2, train, val, spec, cfg, 5, seen.append, folder=tmp_path)
+    assert set(Path(tempfile.gettempdir()).glob("mlpipe-ranks-*")) == temporary
     _same_training(one, two)
     assert seen == two[1], "every epoch reported to the driver as it ended"
     assert not list(tmp_path.glob("epochs*")), "the epochs file is removed"
     assert not multiprocessing.active_children()
 
 
-def test_three_ranks_train_a_regression_on_one_in_memory_partition():
+def test_two_ranks_train_a_regression_on_one_in_memory_partition():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(500, 6)).astype(np.float32)
     y = (x @ np.arange(6) + rng.normal(size=500)).astype(np.float32)
-    train, val = Rows.of(x[:400], y[:400]), Rows.of(x[400:], y[400:])
-    # 400 rows in batches of 64: the last batch (16 rows) leaves a rank with a share of 5.
+    train, val = Rows.of(x[:399], y[:399]), Rows.of(x[399:], y[399:])
+    # 399 rows in batches of 64: the last batch (15 rows) gives the ranks shares of 8 and 7.
     cfg = TrainConfig(max_epochs=4, hidden_layers=[16], dropout=0.0)
     spec = _spec("regression", 1)
-    moments = (float(y[:400].mean()), float(y[:400].std()))
+    moments = (float(y[:399].mean()), float(y[:399].std()))
     one = fit_network(train, val, spec, cfg, seed=1, standardise=moments)
-    three = fit_network_ranks(LOCAL, 3, train, val, spec, cfg, 1, standardise=moments)
-    _same_training(one, three)
+    two = fit_network_ranks(LOCAL, 2, train, val, spec, cfg, 1, standardise=moments)
+    _same_training(one, two)
 
 
 def test_a_rank_that_dies_fails_the_gang_in_one_line_and_stops_the_others():
     started = time.monotonic()
-    with pytest.raises(EngineError, match=r"^training rank 1 of 3 died \(exit code 1") as caught:
-        LOCAL.gang(gang_member, 3, 1, "die")
+    with pytest.raises(EngineError, match=r"^training rank 1 of 2 died \(exit code 1") as caught:
+        LOCAL.gang(gang_member, 2, 1, "die")
     assert "\n" not in str(caught.value)
     assert time.monotonic() - started < 60, "the waiting peers were stopped, not waited for"
     assert not multiprocessing.active_children(), "no rank outlives the gang"

@@ -48,8 +48,8 @@ def test_deploy_retrain_schedule_and_drift_trigger(stack: Stack):
         assert "/runs/flow-run/" in done.stdout
         # The decision, from the run's final state: version, promoted or not, why, metrics.
         assert re.search(
-            r"finished: Completed: mlpipe-shop v\d+ (promoted to champion|not promoted): .+ "
-            r"\(.*test_accuracy=[0-9.]+.*\)$",
+            r"finished: Completed: mlpipe-shop v\d+ (promoted to champion|not promoted): "
+            r"(?!not promoted)(?!promoted).+ \(.*test_rmse=[0-9.]+.*\)$",
             done.stdout.strip().splitlines()[-1],
         ), done.stdout
         versions = stack.mlflow("model-versions/search?filter=name%3D%27mlpipe-shop%27")
