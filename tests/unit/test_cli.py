@@ -107,3 +107,32 @@ def test_validate_passes_and_fails_with_exit_codes(tmp_path: Path, capsys):
     assert code == 1 and "Validation FAILED" in captured.out
     assert captured.err.startswith("mlpipe: error: data validation failed: 41 of 344 rows")
     assert len(pd.read_parquet(tmp_path / "q.parquet")) == 41
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("mlpipe tr", "train"),
+        ("mlpipe predict --eng", "--engine"),
+        ("mlpipe server d", "dask"),
+        ("mlpipe serve --po", "--port"),
+    ],
+)
+def test_bash_completion_completes_commands_options_and_choices(words: str, expected: str):
+    script = subprocess.run(
+        [sys.executable, "-m", "mlpipe", "completion", "bash"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    probe = (
+        f"{script}\nCOMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); _mlpipe; "
+        'echo "${COMPREPLY[*]}"'
+    )
+    done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [expected]
+
+
+def test_zsh_completion_goes_through_bashcompinit(capsys):
+    assert main(["completion", "zsh"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1] == "autoload -U +X bashcompinit && bashcompinit"
+    assert out.rstrip().endswith("complete -o default -F _mlpipe mlpipe")
