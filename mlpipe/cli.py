@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--version", metavar="N", help="model version (default: champion)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
     serve.add_argument(
-        "--port", type=int, default=5001, help="port (default: 5001; 0: a free one, printed)"
+        "--port", type=_tcp_port, default=5001, help="port (default: 5001; 0: a free one, printed)"
     )
 
     ui = sub.add_parser("ui", help="serve the MLflow UI for the tracking store")
@@ -266,6 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend-store-uri", help="default: MLFLOW_TRACKING_URI or ./mlflow.db (no password here)"
     )
     return parser
+
+
+def _tcp_port(text: str) -> int:
+    """A port number, 0-65535 (argparse type)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {text!r}")
+    return port
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -878,12 +889,19 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve one registered model version over HTTP (MLflow's scoring server)."""
+    from mlpipe.errors import ConfigError
     from mlpipe.io import tracking
     from mlpipe.registry import resolve
+    from mlpipe.servers import bind_problem
 
     uri = tracking.configure()
     model = resolve(args.model, args.version)
     port = _port(args, 5001)
+    problem = bind_problem(args.host, port)
+    if problem:
+        raise ConfigError(
+            f"cannot serve on {args.host}:{port}: {problem} (choose --port; 0 picks a free one)"
+        )
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model.uri]
     cmd += ["--env-manager", "local", "--host", args.host, "--port", str(port), "--workers", "1"]
     env = {
@@ -974,7 +992,8 @@ def report_error(err: BaseException, verbose: bool) -> int:
         terminated = is_termination(err)
     if terminated:
         print(
-            "mlpipe: error: terminated (SIGTERM); a run it had started was closed as failed",
+            "mlpipe: error: terminated (SIGTERM); a run it had started, if any, was closed "
+            "as failed",
             file=sys.stderr,
         )
         return EXIT_TERMINATED

@@ -109,14 +109,22 @@ def dask_commands(host: str, port: int, workers: int) -> tuple[list[str], list[s
 
 def port_free(host: str, port: int) -> bool:
     """Whether nothing listens on ``host:port`` (a bind succeeds)."""
+    return bind_problem(host, port) is None
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Why a server could not listen on ``host:port`` (``None``: it could, now)."""
+    import errno
     import socket
 
     with socket.socket() as sock:
         try:
             sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return "the port is already in use"
+            return err.strerror or str(err)
+    return None
 
 
 def free_port(host: str) -> int:

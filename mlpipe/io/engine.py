@@ -581,8 +581,9 @@ def engine_for(cfg: ExecutionConfig, folder: str | Path) -> Engine:
 def _connect(cfg: ExecutionConfig) -> DaskEngine:
     from distributed import Client, LocalCluster
 
-    # The scheduler of a local cluster runs in this process: its chatter is not the run's.
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+    # The scheduler and nannies of a local cluster run in this process: their chatter (a
+    # worker restarted, its tracebacks) is not the run's, which reports a failure itself.
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     # A lost connection is the run's error, said once by mlpipe: not a client traceback.
     for name in ("distributed.client", "distributed.comm", "distributed.core"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -627,9 +628,8 @@ def _connect(cfg: ExecutionConfig) -> DaskEngine:
         silence_logs=logging.CRITICAL,
     )
     client = Client(cluster, set_as_default=False)
-    where = f"local cluster ({cfg.workers} workers)"
-    log.info("dask: started a %s", where)
-    return DaskEngine(client, cluster, where=where)
+    log.info("dask: started a local cluster (%d workers)", cfg.workers)
+    return DaskEngine(client, cluster, where=f"(local, {cfg.workers} workers)")
 
 
 def shutdown() -> None:

@@ -139,7 +139,11 @@ class Predictor:
             A frame with ``prediction`` and, for classification, ``proba_<class>`` columns,
             indexed like ``rows``.
         """
-        outputs = self.raw_outputs(self.features(rows))
+        if len(rows):
+            outputs = self.raw_outputs(self.features(rows))
+        else:  # no rows: no answers (the imputer refuses to transform nothing)
+            width = 1 if self.schema.task == "regression" else len(self.meta["classes"])
+            outputs = np.empty((0, width)) if width > 1 else np.empty(0)
         if self.schema.task == "regression":
             return pd.DataFrame({PREDICTION: outputs}, index=rows.index)
         classes = self.meta["classes"]

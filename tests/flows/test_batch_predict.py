@@ -163,7 +163,9 @@ def test_bad_batch_inputs(trained: Path, isolated_workdir: Path, capsys):
 
 
 @pytest.mark.integration
-def test_serve_answers_a_post_with_what_predict_writes(trained: Path, isolated_workdir: Path):
+def test_serve_answers_a_post_with_what_predict_writes(
+    trained: Path, isolated_workdir: Path, capsys: pytest.CaptureFixture[str]
+):
     import json
     import os
     import signal
@@ -177,6 +179,15 @@ def test_serve_answers_a_post_with_what_predict_writes(trained: Path, isolated_w
     rows.to_csv("rows.csv", index=False)
     assert main(["predict", "--model", NAME, "--input", "rows.csv", "--output", "p.csv"]) == 0
     expected = pd.read_csv("p.csv")
+
+    with socket.socket() as held:  # a taken port: one line before anything starts
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = str(held.getsockname()[1])
+        assert main(["serve", "--model", NAME, "--port", taken]) == 1
+    assert f"cannot serve on 127.0.0.1:{taken}: the port is already in use" in (
+        capsys.readouterr().err
+    )
 
     port = free_port()
     env = dict(os.environ)
@@ -203,6 +214,8 @@ def test_serve_answers_a_post_with_what_predict_writes(trained: Path, isolated_w
         proba = [c for c in served.columns if c.startswith("proba_")]
         assert proba and proba == [c for c in expected.columns if c.startswith("proba_")]
         np.testing.assert_allclose(served[proba], expected[proba], atol=1e-6)  # float32
+        none = json.dumps({"dataframe_split": {**split, "data": []}}).encode()
+        assert json.loads(answer("/invocations", none) or b"{}") == {"predictions": []}
         assert (
             f"serving {NAME} v1 on http://127.0.0.1:{port}/invocations"
             in (isolated_workdir / "serve.log").read_text()

@@ -114,7 +114,7 @@ def test_a_partition_that_keeps_killing_its_worker_fails_the_run_in_one_line(
 ):
     table = _dataset(tmp_path, parts=2)
     dask = engine_for(local_cluster, tmp_path)
-    with pytest.raises(EngineError, match=r"Dask cluster local cluster \(2 workers\): .*"):
+    with pytest.raises(EngineError, match=r"Dask cluster \(local, 2 workers\): .*"):
         list(dask.summarise(dies, table))
     # The cluster heals: the nannies restarted the workers, and they work again.
     assert len(list(dask.summarise(rows_and_sum, table, "size"))) == 2
