@@ -40,9 +40,9 @@ def train_models(
 ) -> TrainedModels:
     """Fit the candidates with the fitted preprocessor; save them; log per-epoch metrics."""
     log.info(
-        "training %s %s (max %d epochs, patience %d%s) and a %s baseline",
+        "training %s%s (max %d epochs, patience %d%s) and a %s baseline",
         cfg.architecture,
-        cfg.hidden_layers if cfg.architecture == "mlp" else "",
+        f" {cfg.hidden_layers}" if cfg.architecture == "mlp" else "",
         cfg.max_epochs,
         cfg.patience,
         f", {cfg.workers} ranks" if cfg.workers > 1 else "",

@@ -769,6 +769,8 @@ def version_info(name: str, version: str | None = None) -> Any:
     except Exception as err:
         if is_outage(err):
             raise
+        if not model_exists(name):
+            raise RegistryError(f"model '{name}' is not registered") from None
         which = f"version {version}" if version else "champion"
         raise RegistryError(f"model '{name}' has no {which} in the registry") from None
 

@@ -240,13 +240,13 @@ CASES = [
          "--quarantine sub: cannot write there: is a directory",
          many(csv(GOOD), lambda folder: (folder / "sub").mkdir())),
     Case("validate_unknown_model", ["validate", "--data", "data.csv", "--model", "nope"],
-         "model 'nope' has no champion", csv(GOOD), model=True),
+         "model 'nope' is not registered", csv(GOOD), model=True),
     Case("validate_dropped_column", ["validate", "--data", "batch.csv", "--model", MODEL],
          "data validation failed", penguins_without("island"), model=True),
     # predict
     Case("predict_unknown_model", ["predict", "--model", "nope", "--input", "batch.csv",
                                    "--output", "out.csv"],
-         "model 'nope' has no champion", penguins_without("species"), model=True,
+         "model 'nope' is not registered", penguins_without("species"), model=True,
          not_created=["out.csv"]),
     Case("predict_unknown_version", ["predict", "--model", MODEL, "--version", "99",
                                      "--input", "batch.csv", "--output", "out.csv"],
@@ -290,6 +290,11 @@ CASES = [
          "batch file is empty", raw(b"", "batch.csv"), model=True),
     Case("monitor_failing_batch", ["monitor", "--dataset", "penguins", "--batch", "batch.csv"],
          "failed the quality gate", penguins_without("island"), model=True),
+    # serve
+    Case("serve_unknown_model", ["serve", "--model", "nope", "--port", "0"],
+         "model 'nope' is not registered", model=True),
+    Case("serve_unknown_version", ["serve", "--model", MODEL, "--version", "99", "--port", "0"],
+         "has no version 99", model=True),
     # models and rollback
     Case("models_unknown", ["models", "--model", "nope"], "model 'nope' is not registered",
          model=True),

@@ -123,7 +123,7 @@ def test_scoring_on_a_dask_cluster_writes_what_scoring_here_writes(
 
 def test_bad_batch_inputs(trained: Path, isolated_workdir: Path, capsys):
     assert main(["predict", "--model", "nope", "--input", str(trained), "--output", "x.csv"]) == 1
-    assert "model 'nope' has no champion in the registry" in capsys.readouterr().err
+    assert "model 'nope' is not registered" in capsys.readouterr().err
     assert main(["predict", "--model", NAME, "--input", "missing.csv", "--output", "x.csv"]) == 1
     assert "input file not found" in capsys.readouterr().err
     broken = isolated_workdir / "broken.csv"
