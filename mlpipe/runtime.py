@@ -8,6 +8,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -35,6 +36,30 @@ ENV_DEFAULTS = {
 }
 
 
+def checkout_prefect_home() -> Path | None:
+    """``<checkout>/.mlpipe/prefect`` when mlpipe runs from a source checkout, else ``None``."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "flows").is_dir():
+        return root / ".mlpipe" / "prefect"
+    return None
+
+
+def _use_checkout_prefect_home() -> None:
+    """Point ``PREFECT_HOME`` into the checkout unless the environment says otherwise.
+
+    Two clones on one machine must not share one temporary server's database (the runs,
+    deployments and logs of the other checkout's code).
+    """
+    home = checkout_prefect_home()
+    if not home or os.environ.get("PREFECT_HOME") or os.environ.get("PREFECT_API_URL"):
+        return
+    try:
+        home.mkdir(parents=True, exist_ok=True)  # Prefect makes only the last folder
+    except OSError:
+        return  # a read-only checkout: Prefect's default home
+    os.environ["PREFECT_HOME"] = str(home)
+
+
 class Terminated(BaseException):
     """SIGTERM arrived outside a flow run (inside one, Prefect raises its own signal)."""
 
@@ -43,6 +68,7 @@ def configure_environment() -> None:
     """Set environment defaults for Prefect, MLflow and GX before they are imported."""
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    _use_checkout_prefect_home()
     # Database and tracking URLs given through the environment: their passwords are hidden in
     # every message, even in pieces quoted by a driver.
     for key, value in os.environ.items():

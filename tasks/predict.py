@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 from prefect import task
 
+from mlpipe.batch import Scored, score_partition
 from mlpipe.errors import DataError, DataValidationError
 from mlpipe.handoff import BatchResult, PredictRequest, ServingModel
 from mlpipe.io import tracking
@@ -28,7 +29,6 @@ from mlpipe.io.processes import owner, owner_alive
 from mlpipe.io.tables import PartitionWriter, TableWriter, iter_partitions, iter_table, write_part
 from mlpipe.quality.suites import batch_suite
 from mlpipe.registry import resolve
-from mlpipe.serving.batch import Scored, score_partition
 
 log = logging.getLogger("mlpipe.predict")
 STAGING = ".mlpipe-"  # .<output name>.mlpipe-<id>: a batch's partitions for the cluster

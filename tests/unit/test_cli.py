@@ -136,3 +136,22 @@ def test_zsh_completion_goes_through_bashcompinit(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[1] == "autoload -U +X bashcompinit && bashcompinit"
     assert out.rstrip().endswith("complete -o default -F _mlpipe mlpipe")
+
+
+def test_a_checkout_keeps_its_own_prefect_home_unless_told_otherwise(tmp_path: Path):
+    import os
+
+    code = (
+        "import os\nfrom mlpipe.runtime import configure_environment\n"
+        "configure_environment()\nprint(os.environ.get('PREFECT_HOME', '-'))"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    repo = Path(__file__).resolve().parents[2]
+    for extra, expected in [
+        ({}, str(repo / ".mlpipe" / "prefect")),
+        ({"PREFECT_HOME": str(tmp_path)}, str(tmp_path)),
+        ({"PREFECT_API_URL": "http://127.0.0.1:4200/api"}, "-"),
+    ]:
+        done = subprocess.run([sys.executable, "-c", code], env={**base, **extra},
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        assert done.stdout.strip() == expected, extra
