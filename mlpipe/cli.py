@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         "their fixed choices, then file names.",
         epilog="examples:\n  source <(mlpipe completion bash)      # this shell; add it to "
         "~/.bashrc to keep it\n  source <(mlpipe completion zsh)       # zsh, in ~/.zshrc",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     completion.add_argument("shell", choices=["bash", "zsh"])
 
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         '    \'{"dataframe_records": [{"island": "Biscoe", "bill_length_mm": 45.1, '
         '"bill_depth_mm": 14.5, "flipper_length_mm": 215, "body_mass_g": 5000, '
         '"sex": null, "year": 2008}]}\'',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     serve.add_argument("--model", metavar="NAME", required=True, help="registered model name")
     serve.add_argument("--version", metavar="N", help="model version (default: champion)")
@@ -265,7 +265,59 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument(
         "--backend-store-uri", help="default: MLFLOW_TRACKING_URI or ./mlflow.db (no password here)"
     )
+    _add_examples(sub)
     return parser
+
+
+# Shown under each command's --help (tests parse every one of them).
+EXAMPLES = {
+    "train": [
+        "mlpipe train                                    # digits, the default config",
+        "mlpipe train --dataset penguins --set train.max_epochs=30",
+        "mlpipe train --data sales.csv --target churned --set train.workers=2",
+    ],
+    "retrain": [
+        "mlpipe retrain --dataset penguins --wait   # the deployment, with PREFECT_API_URL"
+    ],
+    "monitor": ["mlpipe monitor --dataset penguins --batch new_birds.csv"],
+    "deploy": ["mlpipe deploy --dataset penguins --set \"schedule.cron='0 3 * * *'\""],
+    "config": ["mlpipe config --dataset penguins", "mlpipe config --schema"],
+    "validate": [
+        "mlpipe validate --data new.csv --model mlpipe-penguins --report report.html",
+        "mlpipe validate --dataset penguins",
+    ],
+    "expectations": ["mlpipe expectations init --data sales.csv --target churned --diff"],
+    "predict": [
+        "mlpipe predict --model mlpipe-penguins --input new.csv --output scored.parquet",
+        "mlpipe predict --model mlpipe-penguins --input big.parquet --output out.csv --engine dask",
+    ],
+    "models": ["mlpipe models", "mlpipe models --model mlpipe-penguins   # with alias history"],
+    "rollback": ["mlpipe rollback --model mlpipe-penguins --reason 'bad labels in v4'"],
+    "server": ["mlpipe server mlflow --port 5000", "mlpipe server dask --port 0 --workers 2"],
+    "health": ["mlpipe health http://127.0.0.1:5000/health"],
+    "datasets": ["mlpipe datasets"],
+    "ui": ["mlpipe ui --port 5000"],
+}
+
+
+def _add_examples(sub: argparse._SubParsersAction) -> None:
+    """Give every command a description (its help line when it has none) and examples."""
+    helps = {action.dest: action.help for action in sub._choices_actions}
+    for name, command in sub.choices.items():
+        if name not in EXAMPLES:
+            continue
+        command.description = command.description or f"{(helps.get(name) or '').capitalize()}."
+        command.epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
+        command.formatter_class = _Formatter
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps descriptions; keeps text with line breaks (the examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 def _tcp_port(text: str) -> int:

@@ -155,3 +155,23 @@ def test_a_checkout_keeps_its_own_prefect_home_unless_told_otherwise(tmp_path: P
         done = subprocess.run([sys.executable, "-c", code], env={**base, **extra},
                               capture_output=True, text=True, check=True)  # fmt: skip
         assert done.stdout.strip() == expected, extra
+
+
+def test_every_command_has_a_description_and_examples_that_parse():
+    import argparse
+    import shlex
+
+    from mlpipe.cli import EXAMPLES, build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        text = command.format_help()
+        assert command.description, name
+        assert "example" in text, name
+    for name, lines in EXAMPLES.items():
+        assert name in commands.choices
+        for line in lines:
+            argv = shlex.split(line, comments=True)
+            assert argv[0] == "mlpipe" and argv[1] == name, line
+            parser.parse_args(argv[1:])  # exits (fails the test) on a wrong option
