@@ -16,6 +16,7 @@ from mlpipe.io.tables import iter_partitions, write_parquet
 from mlpipe.learn.metrics import DEFAULT_PRIMARY, EVIDENCE_ROWS, Tally, higher_is_better
 from mlpipe.learn.promotion import slice_masks
 from mlpipe.learn.train import scored_partition
+from mlpipe.orchestration import publish_markdown
 from mlpipe.reports import plots
 from mlpipe.serving.predictor import Predictor
 
@@ -100,11 +101,15 @@ def evaluate_models(
             f"promotion.metric {primary} is undefined on this test split (a class without "
             "test rows?); choose another metric or add rows"
         )
-    log.info(
-        "test: %s",
-        ", ".join(
-            f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("test_", "baseline_"))
+    shown = {k: v for k, v in metrics.items() if k.startswith(("test_", "baseline_"))}
+    log.info("test: %s", ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+    table = ["| metric | value |", "|---|---|", *(f"| {k} | {v:.4f} |" for k, v in shown.items())]
+    publish_markdown(
+        "\n".join(
+            [f"# Evaluation of {schema.name}: network and baseline on the test split", "", *table]
         ),
+        f"evaluation-{schema.name}",
+        "mlpipe evaluation",
     )
     return Evaluation(
         metrics=metrics,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,7 +97,10 @@ Scoring = Iterator[tuple[tuple[pd.DataFrame, pd.DataFrame], Scored]]
 
 def _here(model: ServingModel, request: PredictRequest, suite: dict[str, Any] | None) -> Scoring:
     """Each chunk of the input scored in this process as it is read."""
+    started = time.monotonic()
+    log.info("loading %s v%s", model.name, model.version)
     pyfunc = tracking.load_pyfunc(model.uri)
+    log.info("loaded %s v%s in %.1f s", model.name, model.version, time.monotonic() - started)
     version = (model.name, model.version, model.run_id)
     chunks = iter_table(request.input, request.chunk_rows, request.encoding)
     for i, chunk in enumerate(chunks):

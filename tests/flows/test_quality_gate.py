@@ -75,8 +75,17 @@ def test_three_percent_bad_rows_are_quarantined_and_the_run_succeeds(isolated_wo
             sort=ArtifactSort.CREATED_DESC,
             limit=1,
         )
+        # Each kind of artifact under its own title: the evaluation's metrics too.
+        evaluation = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["evaluation-penguins"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
     assert found and found[0].type == "markdown"
     assert "quarantined: **10**" in str(found[0].data)
+    assert evaluation and evaluation[0].description == "mlpipe evaluation"
+    test_accuracy = result.metrics["test_accuracy"]
+    assert f"| test_accuracy | {test_accuracy:.4f} |" in str(evaluation[0].data)
 
 
 def test_ten_percent_bad_rows_fail_before_training(isolated_workdir: Path):
