@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CONFIG ?= configs/default.yaml
 PYTEST_ARGS ?=
+PREFECT_PORT ?= 4200
+MLFLOW_PORT ?= 5000
+SERVERS_DIR ?= .mlpipe
 
 .PHONY: help install run test lint format ui datasets servers stop browser clean
 
@@ -54,17 +57,11 @@ browser: ## Install Debian's chromium for the browser tests (needs root; skipped
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	@chromium --version
 
-servers: $(STAMP) ## Start Prefect (127.0.0.1:4200) and MLflow (127.0.0.1:5000) in the background
-	@mkdir -p .mlpipe
-	@nohup $(BIN)/mlpipe server prefect > .mlpipe/prefect.log 2>&1 & echo $$! > .mlpipe/prefect.pid
-	@nohup $(BIN)/mlpipe server mlflow > .mlpipe/mlflow.log 2>&1 & echo $$! > .mlpipe/mlflow.pid
-	@echo "starting; logs in .mlpipe/. Then: export PREFECT_API_URL=http://127.0.0.1:4200/api MLFLOW_TRACKING_URI=http://127.0.0.1:5000"
+servers: $(STAMP) ## Start Prefect and MLflow in the background and wait until both answer (PREFECT_PORT, MLFLOW_PORT)
+	$(BIN)/mlpipe servers start --prefect-port $(PREFECT_PORT) --mlflow-port $(MLFLOW_PORT) --state-dir $(SERVERS_DIR)
 
-stop: ## Stop the servers started by `make servers`
-	@for s in prefect mlflow; do \
-	  if [ -f .mlpipe/$$s.pid ]; then pkill -TERM -P $$(cat .mlpipe/$$s.pid) 2>/dev/null; \
-	    kill $$(cat .mlpipe/$$s.pid) 2>/dev/null; rm -f .mlpipe/$$s.pid; echo "stopped $$s"; fi; \
-	done
+stop: ## Stop the servers `make servers` started (only those still running as started)
+	@if [ -x $(BIN)/mlpipe ]; then $(BIN)/mlpipe servers stop --state-dir $(SERVERS_DIR); fi
 
 clean: ## Remove run directories and caches (keeps the MLflow store)
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -8,11 +8,12 @@ from prefect import flow
 
 from mlpipe.handoff import BatchResult, PredictRequest
 from mlpipe.io import tracking
+from mlpipe.orchestration import prepare_run_process
 from mlpipe.serving.predictor import sha256_file
 from tasks.predict import predict_file, resolve_model
 
 
-@flow(name="batch-predict", log_prints=True)
+@flow(name="batch-predict", log_prints=True, on_running=[prepare_run_process])
 def batch_predict(request: PredictRequest) -> BatchResult:
     """Score ``request.input`` with the champion (or a version) and record the batch in MLflow."""
     tracking.configure()

@@ -22,7 +22,8 @@ def build_deployments(config: Config) -> list:
         training.to_deployment(
             name="mlpipe-training",
             schedules=train_schedules,
-            parameters={"config": params},
+            # Scheduled and triggered runs learn from the batches monitoring accepted.
+            parameters={"config": params, "window": True},
             tags=["mlpipe"],
             concurrency_limit=1,
             description="Validate, train, evaluate and register a model.",

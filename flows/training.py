@@ -16,7 +16,7 @@ from mlpipe.config import Config
 from mlpipe.data.datasets import model_name
 from mlpipe.handoff import LoadedData, TrainingResult
 from mlpipe.io.runs import training_run
-from mlpipe.orchestration import flow_run_id
+from mlpipe.orchestration import flow_run_id, prepare_run_process
 from tasks.clean import clean_data
 from tasks.drift import check_drift, profile_training_data
 from tasks.evaluate import evaluate_models
@@ -31,16 +31,20 @@ from tasks.train import train_models
 from tasks.validate import validate_data
 
 
-@flow(name="training", log_prints=True)
-def training(config: Config, staged: LoadedData | None = None) -> TrainingResult:
+@flow(name="training", log_prints=True, on_running=[prepare_run_process])
+def training(
+    config: Config, staged: LoadedData | None = None, window: bool = False
+) -> TrainingResult:
     """Train, evaluate and register a model for ``config.dataset``; promote it on evidence.
 
     ``staged``: the data as the CLI's pre-flight copied and resolved it (else read here).
+    ``window``: train on ``schedule.window`` (the source and the batches monitoring
+    accepted), as deployment-started runs do.
     """
     name = model_name(config.dataset, config.tracking.model_name)
     recover_abandoned(config)
     with training_run(config, flow_run_id()) as run:
-        data = load_data(config, run, staged)
+        data = load_data(config, run, staged, window)
         validated = validate_data(data, config.validation, run, config.dataset.expectations)
         check_drift(validated, config.validation.drift, name, run)
         cleaned = clean_data(validated, config.clean, config.split.key, run)

@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the resolved config (or its JSON schema)")
     _add_dataset_args(config)
     config.add_argument("--schema", action="store_true", help="print the JSON schema instead")
+    config.add_argument(
+        "--no-data",
+        action="store_true",
+        help="do not read the data (by default the target, task and column roles it resolves "
+        "to are printed after the config, and the pre-flight checks run)",
+    )
 
     validate = sub.add_parser(
         "validate",
@@ -219,6 +225,28 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--artifacts", default="mlruns", help="MLflow artifact folder")
     server.add_argument("--allowed-hosts", help="MLflow: extra Host headers to accept")
 
+    servers = sub.add_parser(
+        "servers",
+        help="start, stop or list Prefect and MLflow in the background (what `make servers` runs)",
+        description="start: launch `mlpipe server prefect` and `mlpipe server mlflow` in the "
+        "background, wait until both answer their health checks, and fail with the log tail "
+        "when one does not. stop: stop only the servers start launched that are still running "
+        "as launched. status: which are running.",
+    )
+    servers.add_argument("action", choices=["start", "stop", "status"])
+    servers.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    servers.add_argument("--prefect-port", type=_tcp_port, default=4200, help="default: 4200")
+    servers.add_argument("--mlflow-port", type=_tcp_port, default=5000, help="default: 5000")
+    servers.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".mlpipe"),
+        help="where the logs and process records live (default: .mlpipe)",
+    )
+    servers.add_argument(
+        "--timeout", type=float, default=120.0, help="start: seconds to wait for health (120)"
+    )
+
     health = sub.add_parser("health", help="exit 0 when a server answers (container healthchecks)")
     health.add_argument(
         "url", nargs="?", help="default: $MLPIPE_HEALTH_URL, else $PREFECT_API_URL/health"
@@ -281,7 +309,11 @@ EXAMPLES = {
     ],
     "monitor": ["mlpipe monitor --dataset penguins --batch new_birds.csv"],
     "deploy": ["mlpipe deploy --dataset penguins --set \"schedule.cron='0 3 * * *'\""],
-    "config": ["mlpipe config --dataset penguins", "mlpipe config --schema"],
+    "config": [
+        "mlpipe config --dataset penguins        # the config, then the roles it resolves to",
+        "mlpipe config --data sales.csv --no-data > my.yaml",
+        "mlpipe config --schema",
+    ],
     "validate": [
         "mlpipe validate --data new.csv --model mlpipe-penguins --report report.html",
         "mlpipe validate --dataset penguins",
@@ -294,6 +326,11 @@ EXAMPLES = {
     "models": ["mlpipe models", "mlpipe models --model mlpipe-penguins   # with alias history"],
     "rollback": ["mlpipe rollback --model mlpipe-penguins --reason 'bad labels in v4'"],
     "server": ["mlpipe server mlflow --port 5000", "mlpipe server dask --port 0 --workers 2"],
+    "servers": [
+        "mlpipe servers start --prefect-port 4201 --mlflow-port 5001",
+        "mlpipe servers status",
+        "mlpipe servers stop",
+    ],
     "health": ["mlpipe health http://127.0.0.1:5000/health"],
     "datasets": ["mlpipe datasets"],
     "ui": ["mlpipe ui --port 5000"],
@@ -707,12 +744,14 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     if not os.environ.get("PREFECT_API_URL"):
         print("PREFECT_API_URL is not set: training in this process", file=sys.stderr)
         return cmd_train(args)
-    from mlpipe.errors import ConfigError
+    from mlpipe.errors import ConfigError, MlpipeError
     from mlpipe.orchestration import TRAINING_DEPLOYMENT, trigger_training
 
     api = os.environ["PREFECT_API_URL"]
     try:
         run: Any = trigger_training(config, wait=args.wait, tags=["mlpipe:manual"])
+    except MlpipeError:
+        raise
     except Exception as err:
         raise ConfigError(
             f"cannot start {TRAINING_DEPLOYMENT} on {api} ({type(err).__name__}: "
@@ -763,8 +802,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         "mlpipe-batch-predict, mlpipe-monitoring; Ctrl-C to stop",
         flush=True,
     )
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         serve(config)
+    except (KeyboardInterrupt, Terminated):
+        pass
+    except SystemExit as done:  # Prefect's runner answers SIGTERM with a shutdown and exit(0)
+        if done.code not in (0, None):
+            raise
     print("stopped serving")
     return 0
 
@@ -778,8 +822,41 @@ def cmd_config(args: argparse.Namespace) -> int:
 
         print(json.dumps(Config.model_json_schema(), indent=2))
         return 0
-    print(yaml.safe_dump(_load_config(args).safe_dump(), sort_keys=False), end="")
+    config = _load_config(args)
+    print(yaml.safe_dump(config.safe_dump(), sort_keys=False), end="", flush=True)
+    if args.no_data:
+        return 0
+    from mlpipe.io.runs import staging
+    from mlpipe.preflight import check_paths
+
+    check_paths(config)
+    with staging(config.runs_dir) as folder:  # one pass, as a training run's load does it
+        staged = _prepare(config, folder)
+    print(_resolved(staged.dataset, staged.rows, staged.digest), end="")
     return 0
+
+
+def _resolved(schema: Any, rows: int, digest: str) -> str:
+    """What the data resolves to, as YAML comments (the output stays a usable config)."""
+
+    def names(columns: list[str]) -> str:
+        shown = ", ".join(columns[:12]) or "-"
+        return f"{shown}, ... ({len(columns) - 12} more)" if len(columns) > 12 else shown
+
+    lines = [
+        f"# resolved on the data ({schema.name}: {rows} rows, sha256 {digest[:12]}):",
+        f"#   target: {schema.target} ({schema.task})",
+        f"#   numeric ({len(schema.numeric)}): {names(schema.numeric)}",
+        f"#   categorical ({len(schema.categorical)}): {names(schema.categorical)}",
+        f"#   ignored ({len(schema.ignore)}): {names(schema.ignore)}",
+    ]
+    if schema.identifiers:
+        lines.append(f"#   identifiers (ignored): {names(schema.identifiers)}")
+    if schema.leakage:
+        lines.append(f"#   restate the target (ignored): {names(schema.leakage)}")
+    if schema.image_shape:
+        lines.append(f"#   image: {schema.image_shape[0]}x{schema.image_shape[1]} pixels")
+    return "\n".join(lines) + "\n"
 
 
 def cmd_datasets(_: argparse.Namespace) -> int:
@@ -844,6 +921,30 @@ def cmd_server(args: argparse.Namespace) -> int:
             flush=True,
         )
     return _run_server(cmd, env)
+
+
+def cmd_servers(args: argparse.Namespace) -> int:
+    """Start, stop or list the background Prefect and MLflow servers."""
+    from mlpipe import background
+
+    names = ["prefect", "mlflow"]
+    if args.action == "stop":
+        if not background.stop(names, args.state_dir):
+            print(f"no server recorded in {args.state_dir} is running")
+        return 0
+    if args.action == "status":
+        for name, url in background.status(names, args.state_dir).items():
+            print(f"{name}: {url or 'not running'}")
+        return 0
+    ports = {"prefect": args.prefect_port, "mlflow": args.mlflow_port}
+    wanted = [background.Server(name, args.host, ports[name]) for name in names]
+    background.start(wanted, args.state_dir, args.timeout)
+    urls = background.status(names, args.state_dir)
+    print(
+        f"export PREFECT_API_URL={urls['prefect']}/api MLFLOW_TRACKING_URI={urls['mlflow']}"
+        "   # then: mlpipe train, mlpipe deploy, ...; stop with `make stop`"
+    )
+    return 0
 
 
 def _port(args: argparse.Namespace, default: int) -> int:
@@ -1017,6 +1118,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "completion": cmd_completion,
     "server": cmd_server,
+    "servers": cmd_servers,
     "health": cmd_health,
     "retrain": cmd_retrain,
     "deploy": cmd_deploy,

@@ -321,8 +321,25 @@ class TrackingConfig(_Model):
         return None if value is None else check_name(value, "tracking.model_name")
 
 
+class WindowConfig(_Model):
+    """What a training run started by a deployment (cron, ``retrain``, drift) trains on.
+
+    Monitoring keeps every batch that passed its quality gate (and holds the target) as a
+    dated partition in ``schedule.batch_store``; such a run trains on a window over them.
+
+    Attributes:
+        reference: Include the dataset's source itself.
+        batches: Only the last N accepted batches (``null``: all of them; 0: none).
+        days: Only batches accepted in the last N days (``null``: any age).
+    """
+
+    reference: bool = True
+    batches: int | None = Field(default=None, ge=0)
+    days: float | None = Field(default=None, gt=0)
+
+
 class ScheduleConfig(_Model):
-    """When `mlpipe deploy` runs things on its own.
+    """When `mlpipe deploy` runs things on its own, and on what data.
 
     Attributes:
         cron: Cron expression of the scheduled training run (``null`` for none).
@@ -330,6 +347,9 @@ class ScheduleConfig(_Model):
         monitor_cron: Cron of the monitoring (drift) run; ``null`` for none.
         monitor_data: File the monitoring run validates (new batches land there).
         cooldown_minutes: After a drift-triggered retraining, no other one for this long.
+        batch_store: Folder of the accepted monitoring batches; empty: beside the source
+            (``<source>.batches``; ``.mlpipe/batches/<name>`` for a built-in dataset).
+        window: The data deployment-started training runs use.
     """
 
     cron: str | None = "0 2 * * *"
@@ -337,6 +357,8 @@ class ScheduleConfig(_Model):
     monitor_cron: str | None = None
     monitor_data: str | None = None
     cooldown_minutes: float = Field(default=360, ge=0)
+    batch_store: str | None = None
+    window: WindowConfig = WindowConfig()
 
 
 class ExecutionConfig(_Model):

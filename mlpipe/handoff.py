@@ -230,11 +230,13 @@ class Assessment(_Frozen):
     gate_message: str | None = None
     drifted: list[str]
     reference_version: str | None = None
+    accepted: str | None = None  # why the batch was or was not kept for training
 
 
 class TriggerDecision(_Frozen):
     """Whether a retraining was started, and why (logged either way)."""
 
-    action: str  # triggered | duplicate | cooldown | no drift | gate failed | no server
+    # triggered | duplicate | cooldown | no drift | gate failed | no server | no deployment
+    action: str
     reason: str
     flow_run_id: str | None = None

@@ -46,6 +46,10 @@ class PrefectUnavailableError(MlpipeError):
     """No Prefect server is configured and a temporary one could not start."""
 
 
+class NoDeploymentError(MlpipeError):
+    """The server has no training deployment (nobody ran ``mlpipe deploy`` against it)."""
+
+
 def configured_api() -> str | None:
     """The Prefect API URL in effect (environment, profile or test harness), if any."""
     from prefect.settings import PREFECT_API_URL
@@ -236,14 +240,20 @@ def trigger_training(
 ) -> Any:
     """Start a run of the training deployment; with ``wait``, until it ends."""
     from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
 
-    return run_deployment(
-        TRAINING_DEPLOYMENT,
-        parameters={"config": config.model_dump(mode="json")},
-        timeout=None if wait else 0,
-        tags=tags,
-        idempotency_key=idempotency_key,
-    )
+    try:
+        return run_deployment(
+            TRAINING_DEPLOYMENT,
+            parameters={"config": config.model_dump(mode="json"), "window": True},
+            timeout=None if wait else 0,
+            tags=tags,
+            idempotency_key=idempotency_key,
+        )
+    except ObjectNotFound:
+        raise NoDeploymentError(
+            f"no deployment {TRAINING_DEPLOYMENT} on {configured_api()}: start `mlpipe deploy`"
+        ) from None
 
 
 def recent_runs_with_tag(tag: str, minutes: float) -> list[Any]:
@@ -261,6 +271,27 @@ def recent_runs_with_tag(tag: str, minutes: float) -> list[Any]:
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=flt)
     return [r.expected_start_time for r in runs if r.expected_start_time]
+
+
+def prepare_run_process(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow hook (``on_running``): mlpipe's log lines reach the run's Prefect logs.
+
+    A run started by a deployment (cron, ``retrain``, a drift trigger) executes in a process
+    the mlpipe CLI did not set up: there the ``mlpipe`` loggers inherited the root's WARNING
+    level, so every stage line was dropped, and a worker started without mlpipe's environment
+    does not forward them to the API at all. Under ``mlpipe train`` this changes nothing.
+    """
+    from prefect.logging.handlers import APILogHandler
+
+    from mlpipe.runtime import configure_environment, redact_log_records
+
+    configure_environment()  # remembers the environment's credentials, for redaction
+    redact_log_records()
+    logger = logging.getLogger("mlpipe")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+        logger.addHandler(APILogHandler())
 
 
 def flow_run_id() -> str | None:

@@ -19,7 +19,7 @@ import pandas as pd
 from mlpipe.config import Config, ExecutionConfig, check_name
 from mlpipe.data.datasets import model_name
 from mlpipe.data.features import magnitude_problem
-from mlpipe.data.ingest import Ingested, Profile
+from mlpipe.data.ingest import Extra, Ingested, Profile
 from mlpipe.errors import ConfigError, DataError
 from mlpipe.learn.metrics import DEFAULT_PRIMARY, for_task
 from mlpipe.serving.schema import Schema, to_numbers
@@ -211,11 +211,12 @@ def check_execution(execution: ExecutionConfig, key: str = "execution.address") 
         raise ConfigError(f"cannot reach the Dask scheduler {address} ({key}): {problem}")
 
 
-def prepare(config: Config, out: str | Path) -> tuple[Ingested, Schema]:
+def prepare(config: Config, out: str | Path, extra: Extra | None = None) -> tuple[Ingested, Schema]:
     """Copy the source into partitions at ``out``, resolve its schema, run the pre-flight.
 
-    One streaming pass reads the source; the exact identifier check re-reads only the
-    candidate columns of the copy. On any failure nothing is left at ``out``.
+    One streaming pass reads the source (and ``extra``: accepted batches after it); the exact
+    identifier check re-reads only the candidate columns of the copy. On any failure nothing
+    is left at ``out``.
 
     Raises:
         DataError: Unreadable or unusable data.
@@ -226,7 +227,7 @@ def prepare(config: Config, out: str | Path) -> tuple[Ingested, Schema]:
     from mlpipe.io.tables import iter_partitions
 
     spec = config.dataset
-    ingested = ingest(spec, out, target_of(spec), spec.partition_rows)
+    ingested = ingest(spec, out, target_of(spec), spec.partition_rows, extra or Extra())
     try:
         schema = resolve_profiled(
             ingested.profile,

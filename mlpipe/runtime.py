@@ -110,11 +110,16 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
-def configure_logging(verbose: bool = False) -> None:
-    """Show ``mlpipe.*`` progress on stderr; redact credentials in every log record."""
+def redact_log_records() -> None:
+    """Redact remembered credentials in every log record of every library (idempotent)."""
     factory = logging.getLogRecordFactory()
     if not getattr(factory, "_mlpipe", False):
         logging.setLogRecordFactory(_redacting_factory(factory))
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Show ``mlpipe.*`` progress on stderr; redact credentials in every log record."""
+    redact_log_records()
     log = logging.getLogger("mlpipe")
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not any(getattr(h, "_mlpipe", False) for h in log.handlers):

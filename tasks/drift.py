@@ -12,9 +12,9 @@ from mlpipe.handoff import RunContext, Splits, ValidatedData
 from mlpipe.io import tracking
 from mlpipe.io.tables import iter_partitions
 from mlpipe.learn.drift import DriftReport, build_profile
+from mlpipe.monitoring import log_drift
 from mlpipe.orchestration import publish_markdown
 from mlpipe.registry import PROFILE_ARTIFACT, measure_drift
-from mlpipe.reports import plots
 
 log = logging.getLogger("mlpipe.drift")
 
@@ -34,21 +34,7 @@ def check_drift(
         tracking.set_tags(run.run_id, {"mlpipe.drift.status": "not measured"})
         return None
     version, report = measured
-    table = report.table()
-    if len(table):
-        tracking.log_table(run.run_id, table, "drift/drift_table.json")
-        figure = plots.drift_bars(
-            table["column"].tolist(),
-            table["psi"].tolist(),
-            table["drifted"].tolist(),
-            report.threshold,
-        )
-        tracking.log_artifact(run.run_id, plots.save(figure, run.path("drift/psi.png")), "drift")
-        tracking.log_metrics(
-            run.run_id,
-            {"drift_columns": len(report.drifted), "drift_max_psi": float(table["psi"].max())},
-        )
-    tracking.log_text(run.run_id, report.markdown(), "drift/summary.md")
+    log_drift(run.run_id, report, run.path("."))
     status = "drift" if report.drifted else "stable"
     tracking.set_tags(
         run.run_id, {"mlpipe.drift.status": status, "mlpipe.drift.reference_version": version}
@@ -63,7 +49,7 @@ def check_drift(
             raise DataDriftError(message)
         log.warning("%s", message)
     else:
-        log.info("no drift against %s v%s (%d columns)", model_name, version, len(table))
+        log.info("no drift against %s v%s (%d columns)", model_name, version, len(report.columns))
     return report
 
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import tempfile
+from pathlib import Path
+from typing import Any
 
+import pandas as pd
 from prefect import task
 
 from mlpipe.config import Config
@@ -18,7 +22,9 @@ from mlpipe.errors import RegistryError
 from mlpipe.handoff import Assessment, TriggerDecision
 from mlpipe.io import tracking
 from mlpipe.io.tables import read_table
+from mlpipe.monitoring import accept, batch_store, log_drift
 from mlpipe.orchestration import (
+    NoDeploymentError,
     configured_api,
     on_temporary_server,
     publish_markdown,
@@ -35,8 +41,12 @@ log = logging.getLogger("mlpipe.monitor")
 
 
 @task(name="assess-batch")
-def assess_batch(config: Config, data: str) -> Assessment:
-    """Validate the batch with the champion's suite and measure drift against the champion."""
+def assess_batch(config: Config, data: str, run_id: str) -> Assessment:
+    """Validate the batch with the champion's suite, measure drift against the champion.
+
+    The drift table and plot go to the monitoring run ``run_id``; a batch that passed the
+    gate and holds the target is kept in the batch store, for training windows.
+    """
     frame = read_table(data, config.dataset.encoding)
     name = model_name(config.dataset, config.tracking.model_name)
     try:
@@ -53,15 +63,38 @@ def assess_batch(config: Config, data: str) -> Assessment:
     passing, _, outcome = apply_gate(frame, report, config.validation.max_quarantine_rate, tally)
     outcome = with_mostly(outcome, tally)
     measured = measure_drift(passing, schema, name, config.validation.drift)
+    if measured:
+        with tempfile.TemporaryDirectory() as folder:
+            log_drift(run_id, measured[1], Path(folder))
+    digest = sha256_file(data)
+    accepted = None
+    if outcome.passed:
+        accepted = _keep(config, passing, schema.target, digest)
+        tracking.set_tags(run_id, {"mlpipe.monitor.accepted": accepted})
     return Assessment(
         model_name=name,
         rows=len(frame),
-        digest=sha256_file(data),
+        digest=digest,
         gate_passed=outcome.passed,
         gate_message=None if outcome.passed else failure_message(report, outcome),
         drifted=measured[1].drifted if measured else [],
         reference_version=measured[0] if measured else None,
+        accepted=accepted,
     )
+
+
+def _keep(config: Config, passing: pd.DataFrame, target: str, digest: str) -> str:
+    """Keep the batch's passing rows for training windows; say what happened."""
+    if target not in passing.columns:
+        return f"not kept for training: no '{target}' column (no labels)"
+    if passing.empty:
+        return "not kept for training: no row passed"
+    store = batch_store(config)
+    kept = accept(passing, store, digest, dt.datetime.now(dt.UTC))
+    if kept is None:
+        return f"already kept in {store}"
+    log.info("kept %d rows for training windows: %s", len(passing), kept)
+    return f"kept {len(passing)} rows in {kept}"
 
 
 def cooldown_blocks(started: list[dt.datetime], now: dt.datetime, minutes: float) -> bool:
@@ -99,19 +132,14 @@ def trigger_retraining(
         )
     else:
         key = f"drift-{assessment.model_name}-{assessment.digest[:16]}"
-        run = trigger_training(config, wait=False, tags=[DRIFT_TAG], idempotency_key=key)
-        duplicate = run.created is not None and (
-            dt.datetime.now(dt.UTC) - run.created > dt.timedelta(seconds=30)
-        )
-        decision = TriggerDecision(
-            action="duplicate" if duplicate else "triggered",
-            reason=(
-                f"this batch already triggered run {run.id}"
-                if duplicate
-                else f"drift in {', '.join(assessment.drifted)}"
-            ),
-            flow_run_id=str(run.id),
-        )
+        try:
+            run = trigger_training(config, wait=False, tags=[DRIFT_TAG], idempotency_key=key)
+        except NoDeploymentError as err:
+            decision = TriggerDecision(
+                action="no deployment", reason=f"drift in {', '.join(assessment.drifted)}; {err}"
+            )
+        else:
+            decision = _started(run, assessment)
     tracking.set_tags(
         monitor_run_id,
         {
@@ -121,12 +149,29 @@ def trigger_retraining(
             "mlpipe.monitor.flow_run": decision.flow_run_id or "",
         },
     )
-    publish_markdown(
+    summary = (
         f"# Monitoring: {decision.action}\n\n{decision.reason}\n\n"
         f"- model: {assessment.model_name} (reference v{assessment.reference_version})\n"
-        f"- rows: {assessment.rows}, drifted: {', '.join(assessment.drifted) or 'none'}\n",
-        f"monitor-{assessment.model_name}",
-        "mlpipe monitoring decision",
+        f"- rows: {assessment.rows}, drifted: {', '.join(assessment.drifted) or 'none'}\n"
+        f"- batch: {assessment.accepted or 'not kept (failed the gate)'}\n"
     )
+    tracking.log_text(monitor_run_id, summary, "monitor/decision.md")
+    publish_markdown(summary, f"monitor-{assessment.model_name}", "mlpipe monitoring decision")
     log.info("monitoring: %s (%s)", decision.action, decision.reason)
     return decision
+
+
+def _started(run: Any, assessment: Assessment) -> TriggerDecision:
+    """The decision for a started run (or the one this batch started before: same key)."""
+    duplicate = run.created is not None and (
+        dt.datetime.now(dt.UTC) - run.created > dt.timedelta(seconds=30)
+    )
+    return TriggerDecision(
+        action="duplicate" if duplicate else "triggered",
+        reason=(
+            f"this batch already triggered run {run.id}"
+            if duplicate
+            else f"drift in {', '.join(assessment.drifted)}"
+        ),
+        flow_run_id=str(run.id),
+    )

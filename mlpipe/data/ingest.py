@@ -209,27 +209,77 @@ class Ingested:
     profile: Profile
 
 
-def ingest(spec: DatasetSpec, out: str | Path, target: str | None, rows: int) -> Ingested:
+@dataclass(frozen=True)
+class Extra:
+    """Tables read after the source (accepted monitoring batches), and whether the source is."""
+
+    files: tuple[Path, ...] = ()
+    reference: bool = True
+
+
+def ingest(
+    spec: DatasetSpec, out: str | Path, target: str | None, rows: int, extra: Extra = Extra()
+) -> Ingested:
     """Copy the source into a partitioned Parquet dataset at ``out`` in one streaming pass.
 
     Memory holds one block plus the sample, whatever the source's size. Nothing is left at
     ``out`` when reading fails.
 
+    Args:
+        spec: The dataset.
+        out: Where the partitions go.
+        target: The target column, if known.
+        rows: Rows per partition.
+        extra: Parquet files appended after the source (their columns aligned to its), and
+            whether the source itself is read.
+
     Raises:
-        DataError: The source is unreadable, empty or has no columns.
+        DataError: The source is unreadable, empty or has no columns; an extra file lacks a
+            column of the source.
     """
-    done = _ingest(spec, out, target, rows, None)
+    done = _ingest(spec, out, target, rows, None, extra)
     if isinstance(done, list):
         # Some blocks read a column as numbers (or flags) and others as text: read it as text
         # throughout, as a whole-file read does, instead of converting the numbers to text.
         log.info("reading %s as text in every block (mixed types)", ", ".join(done))
-        done = _ingest(spec, out, target, rows, done)
+        done = _ingest(spec, out, target, rows, done, extra)
     assert isinstance(done, Ingested)
     return done
 
 
+def _blocks(
+    spec: DatasetSpec, rows: int, text: list[str] | None, extra: Extra
+) -> Iterable[pd.DataFrame]:
+    """The source's blocks, then the extra files' blocks with the source's columns."""
+    from mlpipe.io.tables import iter_table
+
+    columns: list[str] | None = None
+    if extra.reference:
+        for block in iter_source(spec, rows, text):
+            columns = columns or [str(c) for c in block.columns]
+            yield block
+    for path in extra.files:
+        for block in iter_table(path, rows):
+            columns = columns or [str(c) for c in block.columns]
+            missing = [c for c in columns if c not in block.columns]
+            if missing:
+                raise DataError(
+                    f"accepted batch {path} lacks column(s) {', '.join(missing)} of the training "
+                    "data: remove it from the batch store or narrow schedule.window"
+                )
+            block = block[columns]
+            for col in set(text or []) & set(columns):
+                block[col] = block[col].astype("str")
+            yield block
+
+
 def _ingest(
-    spec: DatasetSpec, out: str | Path, target: str | None, rows: int, text: list[str] | None
+    spec: DatasetSpec,
+    out: str | Path,
+    target: str | None,
+    rows: int,
+    text: list[str] | None,
+    extra: Extra,
 ) -> Ingested | list[str]:
     """One pass; the CSV columns to read as text instead, if it found any (nothing kept)."""
     import shutil
@@ -242,7 +292,7 @@ def _ingest(
     started = time.monotonic()
     report = started + PROGRESS_SECONDS
     with PartitionWriter(out, rows, digest=True) as writer:
-        for block in iter_source(spec, rows, text):
+        for block in _blocks(spec, rows, text, extra):
             if block.shape[1] == 0:
                 raise DataError(f"data file has no columns: {spec.source}")
             part = Profile.of(block, target, start=profile.rows if profile else 0)
@@ -252,6 +302,11 @@ def _ingest(
                 log.info("read %d rows (%.0f s)", profile.rows, time.monotonic() - started)
                 report += PROGRESS_SECONDS
         if profile is None or profile.rows == 0:
+            if not extra.reference:
+                raise DataError(
+                    "the training window holds no rows: schedule.window.reference is false "
+                    "and no accepted batch is in the window"
+                )
             raise DataError(f"data file has a header but no rows: {spec.source}")
         path = writer.commit()
     if csv and writer.as_text and text is None:

@@ -51,9 +51,9 @@ def _start_ticks(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-def owner() -> str:
-    """``host:pid:start`` of this process; stored on every run it opens."""
-    pid = os.getpid()
+def owner(pid: int | None = None) -> str:
+    """``host:pid:start`` of this process (or of ``pid``); stored on every run it opens."""
+    pid = os.getpid() if pid is None else pid
     return f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or '?'}"
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+from urllib.parse import quote
 
 import pytest
 
@@ -46,6 +48,16 @@ def test_deploy_retrain_schedule_and_drift_trigger(stack: Stack):
         done = mlpipe(stack, "retrain", "--data", str(first_year), *SHOP, "--wait")
         assert done.returncode == 0, done.stdout + done.stderr[-3000:]
         assert "/runs/flow-run/" in done.stdout
+        # The deployment's run carries mlpipe's stage lines in its Prefect logs (UI and API),
+        # and the `mlpipe deploy` console shows them too.
+        run_id = re.search(r"/runs/flow-run/([0-9a-f-]{36})", done.stdout).group(1)  # type: ignore[union-attr]
+        lines = run_logs(stack, run_id)
+        stages = {name for name, _ in lines if name.startswith("mlpipe.")}
+        assert {"mlpipe.validate", "mlpipe.train", "mlpipe.promote"} <= stages, sorted(stages)
+        decided = [m for n, m in lines if n == "mlpipe.promote" and m.startswith("mlpipe-shop v")]
+        assert decided, lines
+        retrained = mlflow_run_tags(stack, run_id)
+        assert "mlpipe.validate" in (stack.workdir / "deploy.log").read_text()
         # The decision, from the run's final state: version, promoted or not, why, metrics.
         assert re.search(
             r"finished: Completed: mlpipe-shop v\d+ (promoted to champion|not promoted): "
@@ -75,8 +87,42 @@ def test_deploy_retrain_schedule_and_drift_trigger(stack: Stack):
         finished = wait_for(lambda: run_state(stack, triggered[0]["id"]) in
                             {"COMPLETED", "FAILED", "CRASHED"} or None, 240, every=5)  # fmt: skip
         assert finished and run_state(stack, triggered[0]["id"]) == "COMPLETED"
+        # It trained on the reference plus the accepted drifted batch, and decided.
+        tags = mlflow_run_tags(stack, triggered[0]["id"])
+        assert tags["mlpipe.window.batches"] == "1"
+        assert tags["mlpipe.dataset.rows"] == "6000", "3000 reference + 3000 accepted rows"
+        assert tags["mlpipe.dataset.digest"] != retrained["mlpipe.dataset.digest"]
+        decided = stack.mlflow("model-versions/search?filter=" + quote(
+            f"name='mlpipe-shop' and run_id='{tags['run_id']}'"))  # fmt: skip
+        version_tags = {t["key"]: t["value"] for t in decided["model_versions"][0]["tags"]}
+        assert version_tags["mlpipe.decision"] in {"promoted", "not promoted"}, version_tags
+
+        # SIGTERM (what `docker stop` sends) ends `mlpipe deploy` cleanly.
+        deploy.send_signal(signal.SIGTERM)
+        assert deploy.wait(timeout=60) == 0
+        assert "stopped serving" in (stack.workdir / "deploy.log").read_text()
     finally:
         stop(deploy)
+
+
+def mlflow_run_tags(stack: Stack, flow_run_id: str) -> dict[str, str]:
+    """Tags of the MLflow training run of a Prefect flow run."""
+    experiment = stack.mlflow("experiments/get-by-name?experiment_name=mlpipe")["experiment"]
+    found = stack.mlflow("runs/search", {
+        "experiment_ids": [experiment["experiment_id"]],
+        "filter": f"tags.`mlpipe.prefect.flow_run_id` = '{flow_run_id}'",
+    })["runs"]  # fmt: skip
+    assert len(found) == 1, found
+    return {t["key"]: t["value"] for t in found[0]["data"]["tags"]} | {
+        "run_id": found[0]["info"]["run_id"]
+    }
+
+
+def run_logs(stack: Stack, run_id: str) -> list[tuple[str, str]]:
+    """(logger name, message) of a flow run's logs in the Prefect API."""
+    found = http_json(f"{stack.prefect_api}/logs/filter",
+                      {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})  # fmt: skip
+    return [(str(r["name"]), str(r["message"])) for r in found]  # type: ignore[union-attr]
 
 
 def stack_deployments(stack: Stack) -> int:

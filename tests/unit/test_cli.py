@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from mlpipe.cli import main
 from tests.helpers import make_mixed_frame
@@ -39,6 +40,26 @@ def test_config_prints_resolved_values(capsys):
     assert main(["config", "--dataset", "penguins", "--set", "train.max_epochs=7"]) == 0
     out = capsys.readouterr().out
     assert "source: penguins" in out and "max_epochs: 7" in out
+    # The data's resolved roles follow, as comments: the output is still a loadable config.
+    assert "#   target: species (multiclass)" in out, out
+    assert "#   numeric (4): bill_length_mm" in out
+    assert yaml.safe_load(out)["train"]["max_epochs"] == 7
+    assert main(["config", "--dataset", "penguins", "--no-data"]) == 0
+    assert "# resolved" not in capsys.readouterr().out
+
+
+def test_config_reports_the_roles_of_a_file_and_its_problems(tmp_path, capsys):
+    path = tmp_path / "sales.csv"
+    frame = pd.DataFrame({"order_id": range(300), "amount": [i % 17 * 1.5 for i in range(300)],
+                          "region": ["n", "s", "e"] * 100, "churned": [0, 1] * 150})  # fmt: skip
+    frame.to_csv(path, index=False)
+    assert main(["config", "--data", str(path), "--target", "churned"]) == 0
+    out = capsys.readouterr().out
+    assert "#   identifiers (ignored): order_id" in out, out
+    assert "#   categorical (1): region" in out
+    # A config that cannot work with this data fails like training would, in one line.
+    assert main(["config", "--data", str(path), "--target", "nope"]) == 1
+    assert capsys.readouterr().err.startswith("mlpipe: error: ")
 
 
 def test_unknown_option_exits_non_zero(capsys):

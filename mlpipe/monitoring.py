@@ -1,0 +1,120 @@
+"""Monitoring's data: accepted batches, the training window over them, drift in MLflow.
+
+A batch that passed its quality gate (and holds the target) is kept as
+``<store>/date=YYYY-MM-DD/batch-<digest>.parquet``; the file name is the batch's content digest,
+so seeing the same batch again keeps one copy. Training runs started by a deployment read the
+reference data plus a window over these files (``schedule.window``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from mlpipe.config import Config, WindowConfig
+from mlpipe.data.datasets import dataset_name, is_builtin
+from mlpipe.io import tracking
+from mlpipe.learn.drift import DriftReport
+from mlpipe.reports import plots
+
+log = logging.getLogger("mlpipe.monitor")
+_GLOB_CHARS = set("*?[")
+
+
+def batch_store(config: Config) -> Path:
+    """Where accepted batches of ``config``'s dataset live.
+
+    ``schedule.batch_store``, else beside the source: ``<source>.batches``, a sibling of the
+    file, the folder or a glob's base folder (never inside what the source reads).
+    """
+    if config.schedule.batch_store:
+        return Path(config.schedule.batch_store)
+    spec = config.dataset
+    if is_builtin(spec.source):
+        return Path(".mlpipe") / "batches" / dataset_name(spec)
+    source = Path(spec.source)
+    plain = [part for part in source.parts if not _GLOB_CHARS & set(part)]
+    if len(plain) < len(source.parts):  # a glob: beside the folder before its first pattern
+        first = next(i for i, part in enumerate(source.parts) if _GLOB_CHARS & set(part))
+        source = Path(*source.parts[:first]) if first else Path(".")
+    source = source.resolve()
+    return source.parent / f"{source.name}.batches"
+
+
+def accept(frame: pd.DataFrame, store: Path, digest: str, when: dt.datetime) -> Path | None:
+    """Keep a batch's passing rows as a dated partition; ``None`` if this batch is kept already.
+
+    Written to a temporary file and renamed, so a killed process never leaves half a batch.
+    """
+    name = f"batch-{digest[:16]}.parquet"
+    if any(store.glob(f"date=*/{name}")):
+        return None
+    folder = store / f"date={when:%Y-%m-%d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".batch-", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, folder / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return folder / name
+
+
+def _accepted_on(path: Path) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(path.parent.name.removeprefix("date="))
+    except ValueError:
+        return None
+
+
+def window(store: Path, cfg: WindowConfig, today: dt.date) -> list[Path]:
+    """The accepted batches a window selects, oldest first.
+
+    Args:
+        store: The batch store.
+        cfg: How many batches, or how recent.
+        today: The date the window ends on.
+    """
+    found = []
+    for path in store.glob("date=*/batch-*.parquet"):
+        day = _accepted_on(path)
+        if day is not None:
+            found.append((day, path.stat().st_mtime_ns, path))
+    found.sort()
+    files = [path for day, _, path in found if cfg.days is None or _within(day, today, cfg.days)]
+    if cfg.batches is not None:
+        files = files[len(files) - cfg.batches :] if cfg.batches else []
+    return files
+
+
+def _within(day: dt.date, today: dt.date, days: float) -> bool:
+    return (today - day) < dt.timedelta(days=days)
+
+
+def log_drift(run_id: str, report: DriftReport, folder: Path) -> None:
+    """Record a drift report on an MLflow run: table, PSI plot, summary and two metrics.
+
+    The one place that does so, for training runs and monitoring runs alike.
+    """
+    table = report.table()
+    if len(table):
+        tracking.log_table(run_id, table, "drift/drift_table.json")
+        figure = plots.drift_bars(
+            table["column"].tolist(),
+            table["psi"].tolist(),
+            table["drifted"].tolist(),
+            report.threshold,
+        )
+        tracking.log_artifact(run_id, plots.save(figure, folder / "drift" / "psi.png"), "drift")
+        tracking.log_metrics(
+            run_id,
+            {"drift_columns": len(report.drifted), "drift_max_psi": float(table["psi"].max())},
+        )
+    tracking.log_text(run_id, report.markdown(), "drift/summary.md")
