@@ -212,8 +212,8 @@ def mlpipe_losses(store: Path) -> tuple[float, list[float]]:
         max_results=1,
     )
     run = runs[0]
-    history = sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
-    return run.data.metrics["test_accuracy"], [m.value for m in history]
+    history = sorted(client.get_metric_history(run.info.run_id, "train/loss"), key=lambda m: m.step)
+    return run.data.metrics["test/accuracy"], [m.value for m in history]
 
 
 def main() -> None:

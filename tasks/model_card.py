@@ -107,4 +107,14 @@ def write_model_card(
     tracking.set_version_tags(
         registration.model_name, registration.version, {"mlpipe.model_card": where}
     )
+    # The version page renders its description: the decision, and links to the rendered card.
+    verdict = "promoted to champion" if decision.promote else "not promoted"
+    tracking.set_version_description(
+        registration.model_name,
+        registration.version,
+        f"**{verdict}**: {decision.reason}\n\n"
+        f"[Model card]({tracking.ui_link(run.run_id, 'model_card/model_card.html')}) · "
+        f"[training run]({tracking.ui_link(run.run_id)}) · "
+        f"[alias history]({tracking.ui_link(run.run_id, 'registry/alias_history.html')})",
+    )
     return where

@@ -17,6 +17,7 @@ from mlpipe.io.tables import iter_partitions, read_parquet, write_parquet
 from mlpipe.learn.promotion import ChampionEvidence, PromotionDecision, decide
 from mlpipe.orchestration import publish_markdown
 from mlpipe.registry import champion_outputs, incompatibility, resolve, split_spec
+from mlpipe.reports import markdown
 from mlpipe.secrets import redact
 from mlpipe.serving.schema import Schema
 from mlpipe.smoke import run_in_fresh_process
@@ -207,5 +208,10 @@ def _record(decision: PromotionDecision, registration: Registration, run: RunCon
     tracking.set_version_tags(name, version, tags)
     tracking.set_tags(run.run_id, {k: v for k, v in tags.items() if k != "mlpipe.decision.reason"})
     tracking.log_dict(run.run_id, decision.model_dump(mode="json"), "registry/decision.json")
+    history = markdown.alias_history(name, tracking.alias_history(name))
+    tracking.log_text(run.run_id, history, "registry/alias_history.md")
+    tracking.log_text(
+        run.run_id, markdown.page(f"Alias history: {name}", history), "registry/alias_history.html"
+    )
     publish_markdown(decision.markdown(), f"promotion-{name}", "mlpipe promotion decision")
     log.info("%s v%s: %s", name, version, decision.reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import joblib
 from prefect import task
@@ -17,18 +18,25 @@ log = logging.getLogger("mlpipe.train")
 
 
 def _progress(run: RunContext, max_epochs: int) -> EpochCallback:
+    started = time.monotonic()
+
     def report(row: dict[str, float]) -> None:
         epoch = int(row["epoch"])
         tracking.log_metrics(run.run_id, {k: v for k, v in row.items() if k != "epoch"}, step=epoch)
         if epoch == 1 or epoch % 5 == 0:
             extra = f" val_accuracy={row['val_accuracy']:.4f}" if "val_accuracy" in row else ""
+            spent = time.monotonic() - started
             log.info(
-                "epoch %d/%d train_loss=%.4f val_loss=%.4f%s",
+                "epoch %d/%d train_loss=%.4f val_loss=%.4f%s (%.0f s, %.1f s/epoch, at most "
+                "%.0f s left)",
                 epoch,
                 max_epochs,
                 row["train_loss"],
                 row["val_loss"],
                 extra,
+                spent,
+                spent / epoch,
+                spent / epoch * (max_epochs - epoch),
             )
 
     return report

@@ -11,7 +11,7 @@ log = logging.getLogger("mlpipe.progress")
 
 
 class Progress:
-    """Counts work done and logs ``<what>: <done>/<total> <unit> (<rows> rows, <s> s)``.
+    """Counts work done and logs ``<what>: <done>/<total> <unit> (rows, time, rate, time left)``.
 
     Nothing is logged before the first :data:`PROGRESS_SECONDS` have passed, so short work
     (a small table, a test) stays quiet, nor after the last step (the work's own summary
@@ -31,13 +31,17 @@ class Progress:
         self.rows += rows
         now = time.monotonic()
         if now >= self.due and self.done < self.total:
+            spent = now - self.started
+            left = spent / self.done * (self.total - self.done)
             log.info(
-                "%s: %d/%d %s (%s rows, %.0f s)",
+                "%s: %d/%d %s (%s rows, %.0f s, %s rows/s, about %.0f s left)",
                 self.what,
                 self.done,
                 self.total,
                 self.unit,
                 f"{self.rows:,}",
-                now - self.started,
+                spent,
+                f"{self.rows / spent:,.0f}" if spent > 0 else "-",
+                left,
             )
             self.due = now + PROGRESS_SECONDS

@@ -370,16 +370,54 @@ def log_params(run_id: str, params: dict[str, str]) -> None:
         client.log_batch(run_id, params=items[i : i + 100])
 
 
+# MLflow's UI groups charts by the part of a metric's name before "/": mlpipe's flat names
+# (what the code and the CLI use) are stored as `group/name`. Longest prefixes first.
+_METRIC_GROUPS = (
+    ("baseline_test_", "baseline/"),
+    ("trivial_test_", "trivial/"),
+    ("validation_", "validation/"),
+    ("train_", "train/"),
+    ("val_", "val/"),
+    ("test_", "test/"),
+    ("clean_", "clean/"),
+    ("drift_", "drift/"),
+    ("rows_", "rows/"),
+)
+_METRIC_NAMES = {
+    "best_epoch": "train/best_epoch",
+    "epochs_run": "train/epochs_run",
+    "batch_size": "train/batch_size",
+    "baseline_rows": "baseline/train_rows",
+    "n_features": "features/count",
+    "evidence_rows": "test/evidence_rows",
+    "roc_auc_rows": "test/roc_auc_rows",
+    "quarantine_rate": "rows/quarantine_rate",
+}
+
+
+def metric_key(name: str) -> str:
+    """The grouped name a metric has in MLflow (``test_accuracy`` -> ``test/accuracy``)."""
+    if name in _METRIC_NAMES:
+        return _METRIC_NAMES[name]
+    for prefix, group in _METRIC_GROUPS:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return group + name[len(prefix) :]
+    return name
+
+
 @_guard
 def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
-    """Log finite float metrics at ``step`` in one batch; non-finite values are skipped."""
+    """Log finite float metrics at ``step`` in one batch, under their grouped names.
+
+    Non-finite values are skipped. See :func:`metric_key` for the names MLflow shows.
+    """
     import math
 
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     items = [
-        Metric(k, float(v), now, step or 0)
+        Metric(metric_key(k), float(v), now, step or 0)
         for k, v in sorted(metrics.items())
         if v is not None and math.isfinite(float(v))
     ]
@@ -781,6 +819,20 @@ def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:
     client = _client()
     for k, v in tags.items():
         client.set_model_version_tag(name, version, k, redact(str(v)))
+
+
+@_guard
+def set_version_description(name: str, version: str, markdown: str) -> None:
+    """Set a model version's description (Markdown: the version page renders it)."""
+    _client().update_model_version(name, version, description=redact(markdown)[:5000])
+
+
+@_guard
+def ui_link(run_id: str, artifact: str | None = None) -> str:
+    """A link within the MLflow UI to a run, or to one of its artifacts (``#/...``)."""
+    experiment = _client().get_run(run_id).info.experiment_id
+    page = f"#/experiments/{experiment}/runs/{run_id}"
+    return f"{page}/artifactPath/{artifact}" if artifact else page
 
 
 def eligibility(version: Any) -> tuple[bool, str]:

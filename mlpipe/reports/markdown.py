@@ -56,3 +56,24 @@ def page(title: str, markdown_text: str, images: dict[str, bytes] | None = None)
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head>"
         f"<body>{body}</body></html>\n"
     )
+
+
+def alias_history(name: str, moves: list[dict]) -> str:
+    """The alias moves of a registered model as a Markdown table, newest first."""
+    lines = [
+        f"# Alias history of {text(name)}",
+        "",
+        "| # | time (UTC) | alias | from | to | compared with | reason |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for move in reversed(moves):
+        compared = move.get("compared_with")
+        lines.append(
+            f"| {move.get('n', '')} | {cell(move.get('time', ''))} | {cell(move.get('alias', ''))} "
+            f"| {'v' + cell(move['from']) if move.get('from') else '-'} "
+            f"| v{cell(move.get('to', ''))} | {'v' + cell(compared) if compared else '-'} "
+            f"| {cell(move.get('reason', ''))} |"
+        )
+    if not moves:
+        lines.append("| - | | | | | | no alias has been set yet |")
+    return "\n".join(lines) + "\n"

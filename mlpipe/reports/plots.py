@@ -63,8 +63,14 @@ def roc_pr_curves(y_true: np.ndarray, proba: np.ndarray, labels: list[Any]) -> F
         name = str(labels[k])
         RocCurveDisplay.from_predictions(truth, proba[:, k], name=name, ax=roc_ax)
         PrecisionRecallDisplay.from_predictions(truth, proba[:, k], name=name, ax=pr_ax)
-    roc_ax.set_title("ROC (test, one-vs-rest)")
-    pr_ax.set_title("Precision-recall (test)")
+    # sklearn labels the axes "(Positive label: 1)": the 0/1 of each one-vs-rest curve.
+    which = f"positive class: {labels[1]}" if len(labels) == 2 else "one-vs-rest per class"
+    roc_ax.set_title(f"ROC (test, {which})", fontsize="small")
+    roc_ax.set_xlabel("False positive rate")
+    roc_ax.set_ylabel("True positive rate")
+    pr_ax.set_title(f"Precision-recall (test, {which})", fontsize="small")
+    pr_ax.set_xlabel("Recall")
+    pr_ax.set_ylabel("Precision")
     for ax in (roc_ax, pr_ax):
         ax.legend(fontsize="x-small", loc="lower right" if ax is roc_ax else "lower left")
     return fig
@@ -129,18 +135,26 @@ def correlation_heatmap(frame: pd.DataFrame, max_columns: int = 40) -> Figure | 
     if len(frame) > PLOT_MAX_ROWS:
         frame = frame.iloc[np.linspace(0, len(frame) - 1, PLOT_MAX_ROWS).astype(np.int64)]
     numeric = frame.select_dtypes("number")
+    total = numeric.shape[1]
     numeric = numeric.loc[:, numeric.std() > 0]
+    constant = total - numeric.shape[1]
     if numeric.shape[1] < 2:
         return None
     if numeric.shape[1] > max_columns:
         keep = numeric.var().sort_values(ascending=False).index[:max_columns]
         numeric = numeric[list(keep)]
     corr = numeric.corr()
+    # Say what is left out: a reader must not take 40 columns for all 64.
+    shown = f"{len(corr)} of {total} numeric features"
+    if len(corr) + constant < total:
+        shown += f", the {len(corr)} with the highest variance"
+    if constant:
+        shown += f"; {constant} constant left out"
     size = min(4 + 0.25 * len(corr), 14)
     fig, ax = _figure(size, size * 0.85)
     image = ax.imshow(corr.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_xticks(range(len(corr)), [str(c) for c in corr.columns], rotation=90, fontsize=7)
     ax.set_yticks(range(len(corr)), [str(c) for c in corr.index], fontsize=7)
-    ax.set_title("Correlation of numeric features (train)")
+    ax.set_title(f"Correlation (train): {shown}", fontsize="small")
     fig.colorbar(image, ax=ax, shrink=0.8)
     return fig

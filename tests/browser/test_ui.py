@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,15 +65,32 @@ def test_mlflow_ui_shows_run_metrics_and_champion(browser, isolated_workdir: Pat
         run_name.wait_for(timeout=60_000)
         page.screenshot(path=str(SHOTS / "mlflow-experiment.png"), full_page=True)
         run_name.click()
-        page.get_by_text("test_accuracy").first.wait_for(timeout=60_000)
+        # Metrics carry grouped names (test/..., val/...): MLflow shows one section per group.
+        page.get_by_text("test/accuracy").first.wait_for(timeout=60_000)
         page.screenshot(path=str(SHOTS / "mlflow-run.png"), full_page=True)
         assert result.run_id in page.url, "the run page of this training run"
         value = f"{result.metrics['test_accuracy']:.4g}"[:4]
         assert value in page.inner_text("body"), f"test_accuracy {value} is shown"
 
+        # The Model metrics tab: one section per metric group.
+        page.get_by_role("tab", name=re.compile("Model metrics")).first.click()
+        for group in ("test", "val", "train", "baseline"):
+            page.get_by_role("button", name=re.compile(rf"^{group}\b")).first.wait_for(
+                timeout=60_000
+            )
+        page.screenshot(path=str(SHOTS / "mlflow-run-metrics.png"), full_page=True)
+
         page.goto(f"{url}/#/models/mlpipe-penguins")
         page.get_by_text(re.compile("champion")).first.wait_for(timeout=60_000)
         page.screenshot(path=str(SHOTS / "mlflow-model-champion.png"), full_page=True)
+        # The version page renders its description: the decision and a link to the card,
+        # which opens rendered (HTML in the artifact view), not as Markdown source.
+        page.goto(f"{url}/#/models/mlpipe-penguins/versions/1")
+        page.get_by_text("promoted to champion").first.wait_for(timeout=60_000)
+        page.get_by_role("link", name="Model card").first.click()
+        card = page.frame_locator("iframe").first
+        card.get_by_role("heading", name="Model card: mlpipe-penguins v1").wait_for(timeout=60_000)
+        page.screenshot(path=str(SHOTS / "mlflow-model-card.png"), full_page=True)
         page.close()
     finally:
         stop(server)
@@ -89,9 +107,12 @@ def test_prefect_ui_shows_deployment_and_schedule(browser, tmp_path: Path):
     try:
         api = f"http://127.0.0.1:{port}/api"
         assert wait_healthy(f"{api}/health", 180), (tmp_path / "prefect.log").read_text()[-3000:]
+        # Runs it starts track into this test's own store, with their run folders here.
+        mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
         deploy = start([sys.executable, "-m", "mlpipe", "deploy", "--dataset", "penguins",
                         "--set", "schedule.cron=0 2 * * *"],
-                       {**base, "PREFECT_API_URL": api}, tmp_path / "deploy.log")  # fmt: skip
+                       {**base, "PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": mlflow_uri},
+                       tmp_path / "deploy.log", cwd=tmp_path)  # fmt: skip
         import json
         import urllib.request
 
@@ -109,6 +130,24 @@ def test_prefect_ui_shows_deployment_and_schedule(browser, tmp_path: Path):
         # The list shows each deployment's schedule, rendered from the cron "0 2 * * *".
         row.get_by_text(re.compile(r"At 02:00 AM every day")).first.wait_for(timeout=60_000)
         page.screenshot(path=str(SHOTS / "prefect-deployments.png"), full_page=True)
+
+        # A run started from the deployment: mlpipe's stage lines in its Logs tab, and the
+        # promotion decision among its artifacts.
+        fast = ["--set", "train.max_epochs=5", "--set", "train.hidden_layers=[16]"]
+        done = subprocess.run(
+            [sys.executable, "-m", "mlpipe", "retrain", "--dataset", "penguins", *fast, "--wait"],
+            env={**base, "PREFECT_API_URL": api, "MLFLOW_TRACKING_URI": mlflow_uri},
+            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        run_id = re.search(r"/runs/flow-run/([0-9a-f-]{36})", done.stdout).group(1)  # type: ignore[union-attr]
+        page.goto(f"http://127.0.0.1:{port}/runs/flow-run/{run_id}")
+        page.get_by_text(re.compile(r"loaded penguins: 344 rows")).first.wait_for(timeout=60_000)
+        page.get_by_text(re.compile(r"mlpipe-penguins v1: ")).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(SHOTS / "prefect-run-logs.png"), full_page=True)
+        page.get_by_role("tab", name=re.compile("Artifacts")).first.click()
+        page.get_by_text("mlpipe promotion decision").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(SHOTS / "prefect-run-artifacts.png"), full_page=True)
         page.close()
     finally:
         if deploy is not None:

@@ -80,7 +80,7 @@ def test_cli_predictions_equal_the_champion_pyfunc(trained: Path, isolated_workd
     client = MlflowClient()
     batch = client.search_runs([client.get_experiment_by_name("mlpipe-batch").experiment_id])
     assert len(batch) == 1 and batch[0].info.status == "FINISHED"
-    assert batch[0].data.metrics["rows_predicted"] == 343
+    assert batch[0].data.metrics["rows/predicted"] == 343
     assert batch[0].data.tags["mlpipe.model.version"] == "1"
     assert batch[0].inputs.dataset_inputs, "the input dataset is recorded"
 

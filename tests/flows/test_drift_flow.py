@@ -70,7 +70,7 @@ def test_training_run_logs_drift_evidence(isolated_workdir: Path):
     run = client.get_run(again.run_id)
     assert run.data.tags["mlpipe.drift.status"] == "stable"
     assert run.data.tags["mlpipe.drift.reference_version"] == "1"
-    assert run.data.metrics["drift_columns"] == 0
+    assert run.data.metrics["drift/columns"] == 0
     files = {a.path for a in client.list_artifacts(again.run_id, "drift")}
     assert {"drift/drift_table.json", "drift/psi.png", "drift/summary.md",
             "drift/reference_profile.json"} <= files  # fmt: skip
@@ -116,7 +116,7 @@ def test_monitoring_keeps_passing_batches_and_a_window_trains_on_them(isolated_w
     assert "no 'spend' column" in runs[2].data.tags["mlpipe.monitor.accepted"]
     files = {a.path for a in client.list_artifacts(first.info.run_id, "drift")}
     assert {"drift/drift_table.json", "drift/psi.png", "drift/summary.md"} <= files
-    assert first.data.metrics["drift_columns"] >= 2
+    assert first.data.metrics["drift/columns"] >= 2
     decided = client.download_artifacts(first.info.run_id, "monitor/decision.md")
     assert "# Monitoring: no deployment" in Path(decided).read_text()
 

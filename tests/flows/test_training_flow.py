@@ -58,10 +58,13 @@ def test_penguins_lifecycle(isolated_workdir: Path):
 
     run = client.get_run(first.run_id)
     assert run.info.status == "FINISHED"
-    for key in ("test_accuracy", "test_macro_f1", "test_roc_auc", "test_log_loss",
-                "baseline_test_accuracy", "clean_rows_in", "clean_rows_kept"):  # fmt: skip
+    # Grouped names, so MLflow's UI shows one section per group (test, baseline, clean, ...).
+    for key in ("test/accuracy", "test/macro_f1", "test/roc_auc", "test/log_loss",
+                "baseline/accuracy", "trivial/accuracy", "clean/rows_in", "clean/rows_kept",
+                "train/loss", "val/loss", "val/accuracy", "train/best_epoch"):  # fmt: skip
         assert key in run.data.metrics, f"metric {key} missing"
-    assert run.data.metrics["clean_rows_in"] == 344
+    assert not [k for k in run.data.metrics if "/" not in k], "every metric is in a group"
+    assert run.data.metrics["clean/rows_in"] == 344
     assert run.data.params["train.max_epochs"] == "15"
     assert run.data.params["train.hidden_layers"] == "[32, 16]"
     tags = run.data.tags
@@ -72,7 +75,7 @@ def test_penguins_lifecycle(isolated_workdir: Path):
         "false",
     }
     assert run.inputs.dataset_inputs[0].dataset.name == "penguins"
-    history = client.get_metric_history(first.run_id, "val_loss")
+    history = client.get_metric_history(first.run_id, "val/loss")
     assert [m.step for m in history] == list(range(1, len(history) + 1)), "one point per epoch"
     artifacts = {a.path for a in client.list_artifacts(first.run_id, "plots")}
     assert artifacts == {
@@ -100,6 +103,14 @@ def test_penguins_lifecycle(isolated_workdir: Path):
         assert text in card, text
     for forbidden in ("http://", "https://", "<script"):
         assert forbidden not in card, forbidden
+    # The version page (which renders Markdown) links the card, the run and the alias history.
+    description = client.get_model_version("mlpipe-penguins", "1").description
+    assert description.startswith("**promoted to champion**: "), description
+    experiment = run.info.experiment_id
+    page = f"#/experiments/{experiment}/runs/{first.run_id}"
+    assert f"[Model card]({page}/artifactPath/model_card/model_card.html)" in description
+    history = Path(download_artifacts(f"runs:/{first.run_id}/registry/alias_history.md"))
+    assert "| 1 | " in history.read_text() and "| - | v1 | - |" in history.read_text()
 
     # When the same config runs again: identical metrics, version 2 is not promoted.
     second = training(config)
@@ -111,6 +122,7 @@ def test_penguins_lifecycle(isolated_workdir: Path):
     assert "below the margin" in v2.tags["mlpipe.decision.reason"]
     assert v2.tags["mlpipe.decision.compared_with"] == "1"
     assert v2.tags["mlpipe.eligible"] == "true", "sound, just not better: eligible for rollback"
+    assert v2.description.startswith("**not promoted**: ")
 
     # When the data lose a required column: the flow stops before training.
     broken = isolated_workdir / "broken.csv"
@@ -183,18 +195,18 @@ def test_a_partitioned_run_gives_the_one_partition_runs_data_and_judges_on_a_sam
     assert len(list((Path(parted.run_dir) / "raw").glob("part-*.parquet"))) == 6
     # Same rows, same digest, same split, same features: the data path does not depend on cuts.
     assert runs[0].tags["mlpipe.dataset.digest"] == runs[1].tags["mlpipe.dataset.digest"]
-    for key in ("rows_train", "rows_val", "rows_test"):
+    for key in ("rows/train", "rows/val", "rows/test"):
         assert runs[0].metrics[key] == runs[1].metrics[key], key
     for key, value in whole.metrics.items():
         if key.startswith(("trivial_test_", "baseline_test_")):
             assert parted.metrics[key] == pytest.approx(value, abs=1e-6), key
     assert parted.metrics["test_accuracy"] > 0.8
     # Metrics count every test row; the evidence (and the champion's outputs) 100 of them.
-    assert runs[0].metrics["evidence_rows"] == runs[0].metrics["rows_test"]
-    assert runs[1].metrics["evidence_rows"] == 100
-    assert runs[1].metrics["roc_auc_rows"] == runs[1].metrics["rows_test"]  # exact AUC
+    assert runs[0].metrics["test/evidence_rows"] == runs[0].metrics["rows/test"]
+    assert runs[1].metrics["test/evidence_rows"] == 100
+    assert runs[1].metrics["test/roc_auc_rows"] == runs[1].metrics["rows/test"]  # exact AUC
     card = download_artifacts(run_id=parted.run_id, artifact_path="model_card/model_card.md")
-    rows_test = int(runs[1].metrics["rows_test"])
+    rows_test = int(runs[1].metrics["rows/test"])
     assert (
         f"count all {rows_test} test rows; the intervals, slices and plots use a uniform "
         "sample of 100 of them" in Path(card).read_text()

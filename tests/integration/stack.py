@@ -30,10 +30,12 @@ def psql(sql: str) -> None:
                    check=True, capture_output=True)  # fmt: skip
 
 
-def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start(
+    cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     # A new session: teardown kills the whole process group (servers spawn workers).
     return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True, cwd=cwd)  # fmt: skip
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -251,8 +251,8 @@ def test_training_on_a_scheduler_and_two_workers_matches_the_local_engine(
     client = MlflowClient()
     data = [client.get_run(r.run_id).data for r in (local, on_cluster)]
     assert data[1].params["execution.engine"] == "dask"
-    accounting = {k: v for k, v in data[0].metrics.items() if k.startswith(("clean_", "rows_"))}
-    assert accounting["clean_dropped_duplicate"] >= 120
+    accounting = {k: v for k, v in data[0].metrics.items() if k.startswith(("clean/", "rows/"))}
+    assert accounting["clean/dropped_duplicate"] >= 120
     assert {k: data[1].metrics[k] for k in accounting} == accounting
 
     # Batch prediction on the cluster: the same output as here (quarantine: in
@@ -271,11 +271,11 @@ def test_training_on_a_scheduler_and_two_workers_matches_the_local_engine(
     # DistributedDataParallel: one rank on each worker; the same training as one process.
     ranks = training(build_config(base, overrides=[*cluster, "train.workers=2"]))
     assert ranks.metrics == pytest.approx(local.metrics, rel=1e-4, abs=1e-4)
-    history = client.get_metric_history(ranks.run_id, "val_loss")
-    epochs = int(client.get_run(ranks.run_id).data.metrics["epochs_run"])
+    history = client.get_metric_history(ranks.run_id, "val/loss")
+    epochs = int(client.get_run(ranks.run_id).data.metrics["train/epochs_run"])
     assert [m.step for m in history] == list(range(1, epochs + 1))
     assert [m.value for m in history] == pytest.approx(
-        [m.value for m in client.get_metric_history(local.run_id, "val_loss")], rel=1e-4
+        [m.value for m in client.get_metric_history(local.run_id, "val/loss")], rel=1e-4
     )
     with Client(scheduler, timeout=30) as dask_client:
         seen = dask_client.run(modules, ["mlpipe.learn.train", "torch.distributed", "prefect"])

@@ -239,3 +239,44 @@ def test_tally_ranks_a_bounded_sample_of_many_scores(monkeypatch: pytest.MonkeyP
     assert tally.auc_rows == 750 and tally.rows == 20_000
     assert tally.metrics()["accuracy"] == score("accuracy", y, p, k)  # still exact
     assert tally.metrics()["roc_auc"] == pytest.approx(score("roc_auc", y, p, k), abs=0.05)
+
+
+def test_metrics_get_grouped_names_in_mlflow():
+    from mlpipe.io.tracking import metric_key
+
+    assert metric_key("test_accuracy") == "test/accuracy"
+    assert metric_key("baseline_test_rmse") == "baseline/rmse"
+    assert metric_key("trivial_test_log_loss") == "trivial/log_loss"
+    assert metric_key("train_loss") == "train/loss"
+    assert metric_key("val_accuracy") == "val/accuracy"
+    assert metric_key("clean_dropped_duplicate") == "clean/dropped_duplicate"
+    assert metric_key("rows_quarantined") == "rows/quarantined"
+    assert metric_key("best_epoch") == "train/best_epoch"
+    assert metric_key("test_") == "test_", "a bare prefix is left alone"
+    assert metric_key("custom") == "custom"
+
+
+def test_plots_say_what_they_show():
+    import numpy as np
+    import pandas as pd
+
+    from mlpipe.reports import plots
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(200, 64)), columns=[f"p{i}" for i in range(64)])
+    frame[["p0", "p1", "p2"]] = 0.0  # constant pixels, as at the digits' border
+    title = plots.correlation_heatmap(frame).axes[0].get_title()
+    assert title == (
+        "Correlation (train): 40 of 64 numeric features, the 40 with the highest variance; "
+        "3 constant left out"
+    )
+    small = plots.correlation_heatmap(frame[["p0", "p5", "p6"]]).axes[0].get_title()
+    assert small == "Correlation (train): 2 of 3 numeric features; 1 constant left out"
+
+    y = rng.integers(0, 3, 300)
+    proba = rng.dirichlet(np.ones(3), 300)
+    roc, pr = plots.roc_pr_curves(y, proba, ["a", "b", "c"]).axes[:2]
+    assert "Positive label" not in roc.get_xlabel() + pr.get_xlabel() + pr.get_ylabel()
+    assert roc.get_title() == "ROC (test, one-vs-rest per class)"
+    binary = plots.roc_pr_curves(y % 2, proba[:, :2], ["no", "yes"]).axes[0].get_title()
+    assert binary == "ROC (test, positive class: yes)"

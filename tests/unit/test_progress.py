@@ -27,3 +27,17 @@ def test_long_work_logs_how_far_it_got_and_short_work_stays_quiet(
         "cleaning: 3/4 partitions",
     ]
     assert lines[2].startswith("cleaning: 3/4 partitions (30 rows, ")
+
+
+def test_a_progress_line_has_a_rate_and_the_time_left(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    clock = iter([100.0, 110.0])  # started at 100 s; the first step done at 110 s
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(progress, "PROGRESS_SECONDS", 0.0)
+    caplog.set_level(logging.INFO, logger="mlpipe.progress")
+    work = progress.Progress("scoring", 4, "chunks")
+    work.step(rows=5000)
+    assert caplog.records[0].getMessage() == (
+        "scoring: 1/4 chunks (5,000 rows, 10 s, 500 rows/s, about 30 s left)"
+    )

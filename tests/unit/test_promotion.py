@@ -167,3 +167,18 @@ def test_too_few_shared_rows_means_no_promotion():
     decision = judge(y, new, champion=champion)
     assert not decision.promote
     assert "only 10 test rows are held out by both this version and champion v2" in decision.reason
+
+
+def test_alias_history_table_is_newest_first_and_escapes_reasons():
+    from mlpipe.reports.markdown import alias_history
+
+    moves = [
+        {"n": 1, "time": "t1", "alias": "champion", "from": None, "to": "1",
+         "compared_with": None, "reason": "first version"},
+        {"n": 2, "time": "t2", "alias": "champion", "from": "1", "to": "2",
+         "compared_with": "1", "reason": "better | <b>bold</b>"},
+    ]  # fmt: skip
+    rows = [line for line in alias_history("m", moves).splitlines() if line.startswith("| ")]
+    assert rows[1].startswith("| 2 | t2 | champion | v1 | v2 | v1 | better \\| &lt;b&gt;")
+    assert rows[2] == "| 1 | t1 | champion | - | v1 | - | first version |"
+    assert "no alias has been set yet" in alias_history("m", [])
