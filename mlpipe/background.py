@@ -15,12 +15,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlpipe.errors import ConfigError
-from mlpipe.io.processes import owner, owner_alive
-from mlpipe.servers import bind_problem, port_free, wait_healthy
+from mlpipe.io.processes import owner, owner_alive, running
+from mlpipe.servers import bind_problem, free_port, port_free, wait_healthy
 
 LOG_TAIL_LINES = 25
 # The server command forwards SIGTERM and gives the real server 20 s before killing it.
@@ -55,17 +55,54 @@ def _record(state: Path, name: str) -> Path:
     return state / f"{name}.json"
 
 
-def _read(state: Path, name: str) -> dict | None:
+@dataclass(frozen=True)
+class Record:
+    """A started server as recorded: its process identity (``host:pid:start``) and address."""
+
+    identity: str
+    url: str
+    host: str
+    port: int
+
+    @property
+    def pid(self) -> int:
+        """The pid, taken from the identity that ownership is checked on."""
+        return int(self.identity.rsplit(":", 2)[1])
+
+    def ours(self) -> bool:
+        """Whether the recorded process still runs and is the one that was started."""
+        return owner_alive(self.identity) is True
+
+
+class BadRecordError(Exception):
+    """A process record that is not one ``start`` wrote (edited, truncated)."""
+
+
+def _read(state: Path, name: str) -> Record | None:
+    """The record of ``name``; ``None`` when there is none.
+
+    Raises:
+        BadRecordError: The file exists but is not a record this module wrote.
+    """
+    path = _record(state, name)
     try:
-        found = json.loads(_record(state, name).read_text())
-    except (OSError, ValueError):
+        found = json.loads(path.read_text())
+    except FileNotFoundError:
         return None
-    return found if isinstance(found, dict) else None
-
-
-def _ours(record: dict) -> bool:
-    """Whether the recorded process still runs and is the one that was started."""
-    return owner_alive(str(record.get("identity", ""))) is True
+    except (OSError, ValueError) as err:
+        raise BadRecordError(f"{path} is unreadable ({type(err).__name__})") from None
+    try:
+        record = Record(
+            identity=str(found["identity"]),
+            url=str(found["url"]),
+            host=str(found.get("host", "127.0.0.1")),
+            port=int(found["port"]),
+        )
+        if record.pid <= 1:
+            raise ValueError(record.pid)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        raise BadRecordError(f"{path} is not a record mlpipe wrote") from None
+    return record
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -97,20 +134,36 @@ def start(
         ConfigError: a port is taken, or a server did not come up within ``timeout`` seconds
             (its log tail is printed to stderr first; every server this call started is stopped).
     """
+    ports = [s.port for s in servers if s.port]
+    if len(set(ports)) < len(ports):
+        raise ConfigError(f"the servers need different ports, not {ports[0]} for both")
     todo = []
     for server in servers:
-        record = _read(state, server.name)
-        if record and _ours(record):
-            say(f"{server.name}: already running at {record['url']} (pid {record['pid']})")
+        try:
+            record = _read(state, server.name)
+        except BadRecordError as err:
+            say(f"{server.name}: {err}; starting a new one")
+            record = None
+        if record and record.ours():
+            moved = f"; not on {server.port}: stop it first" if server.port != record.port else ""
+            say(f"{server.name}: already running at {record.url} (pid {record.pid}){moved}")
             continue
+        if server.port == 0:  # any free port, chosen here so the health check knows it
+            server = replace(server, port=free_port(server.host))
         problem = bind_problem(server.host, server.port)
         if problem:
+            advice = ""
+            if "in use" in problem:
+                advice = (
+                    f"; choose another port with {server.option} (make servers "
+                    f"{server.name.upper()}_PORT=...)"
+                )
             raise ConfigError(
-                f"{server.name} cannot listen on {server.host}:{server.port}: {problem}; "
-                f"choose another port with {server.option} (make servers "
-                f"{server.name.upper()}_PORT=...)"
+                f"{server.name} cannot listen on {server.host}:{server.port}: {problem}{advice}"
             )
         todo.append(server)
+    if not todo:
+        return []
     state.mkdir(parents=True, exist_ok=True)
     started: dict[str, subprocess.Popen[bytes]] = {}
     try:
@@ -170,9 +223,7 @@ def _stop_process(pid: int) -> None:
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not running(pid):
             break
         time.sleep(0.2)
     _kill_group(pid)
@@ -181,29 +232,42 @@ def _stop_process(pid: int) -> None:
 def stop(names: list[str], state: Path, say: Callable[[str], None] = print) -> int:
     """Stop the servers ``start`` recorded in ``state`` that are still its own.
 
-    A record whose process is gone, or whose pid now belongs to another program, is removed
-    without signalling anything.
+    A record whose process now belongs to another program is removed without signalling
+    anything. When the recorded process is gone (killed), what is left of its session (the
+    real server it had started) is stopped: no other process can hold that session's id
+    while a member of it lives.
 
     Returns:
         How many servers were stopped.
     """
     stopped = 0
     for name in names:
-        record = _read(state, name)
-        if record is None:
-            continue
-        pid = int(record.get("pid", 0))
-        if not _ours(record):
-            say(f"{name}: pid {pid} is no longer the server that was started; nothing signalled")
+        try:
+            record = _read(state, name)
+        except BadRecordError as err:
+            say(f"{name}: {err}; removed it, nothing signalled")
             _record(state, name).unlink(missing_ok=True)
             continue
-        _stop_process(pid)
-        host, port = str(record.get("host", "127.0.0.1")), int(record.get("port", 0))
+        if record is None:
+            continue
+        if record.ours():
+            _stop_process(record.pid)
+            done = f"stopped {name} (pid {record.pid})"
+        elif not running(record.pid):
+            _kill_group(record.pid)  # the leader was killed: its orphans, if any
+            done = f"{name}: pid {record.pid} had exited; stopped what it left running, if any"
+        else:
+            say(
+                f"{name}: pid {record.pid} is no longer the server that was started; "
+                "nothing signalled"
+            )
+            _record(state, name).unlink(missing_ok=True)
+            continue
         deadline = time.monotonic() + 10
-        while port and not port_free(host, port) and time.monotonic() < deadline:
+        while not port_free(record.host, record.port) and time.monotonic() < deadline:
             time.sleep(0.2)
         _record(state, name).unlink(missing_ok=True)
-        say(f"stopped {name} (pid {pid})")
+        say(done)
         stopped += 1
     return stopped
 
@@ -212,6 +276,9 @@ def status(names: list[str], state: Path) -> dict[str, str | None]:
     """Each server's URL while the process ``start`` recorded still runs, else ``None``."""
     found: dict[str, str | None] = {}
     for name in names:
-        record = _read(state, name)
-        found[name] = str(record["url"]) if record and _ours(record) else None
+        try:
+            record = _read(state, name)
+        except BadRecordError:
+            record = None
+        found[name] = record.url if record and record.ours() else None
     return found

@@ -185,6 +185,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --engine dask and no --address: local worker processes (default: 2)",
     )
 
+    again = sub.add_parser(
+        "reproduce",
+        help="train a registered version again from its recorded config and compare metrics",
+        description="Train a registered version again from what its run recorded (config, "
+        "data digest, git commit, window batches), under the experiment mlpipe-reproduce and "
+        "the model <MODEL>-reproduce (the original's registry and champion are untouched), "
+        "and report whether the metrics equal the recorded ones. Refuses when the code or the "
+        "data differ from the recorded ones, unless --force.",
+    )
+    again.add_argument("model", help="registered model name, e.g. mlpipe-penguins")
+    again.add_argument("version", help="version number")
+    again.add_argument("--data", help="the data, when it moved since (its digest is checked)")
+    again.add_argument(
+        "--force", action="store_true", help="run even when the code or data differ (warns)"
+    )
+
     models = sub.add_parser(
         "models", help="list registered models: versions, aliases, metric, gate decision"
     )
@@ -325,6 +341,10 @@ EXAMPLES = {
     ],
     "models": ["mlpipe models", "mlpipe models --model mlpipe-penguins   # with alias history"],
     "rollback": ["mlpipe rollback --model mlpipe-penguins --reason 'bad labels in v4'"],
+    "reproduce": [
+        "mlpipe reproduce mlpipe-digits 3",
+        "mlpipe reproduce mlpipe-sales 2 --data /new/place/sales.csv --force",
+    ],
     "server": ["mlpipe server mlflow --port 5000", "mlpipe server dask --port 0 --workers 2"],
     "servers": [
         "mlpipe servers start --prefect-port 4201 --mlflow-port 5001",
@@ -387,17 +407,18 @@ def _load_config(args: argparse.Namespace) -> Any:
     return load_config(args.config, _overrides(args))
 
 
-def _prepare(config: Any, folder: Path) -> Any:
+def _prepare(config: Any, folder: Path, extra: Any = None) -> Any:
     """Copy the data into ``folder`` and run the pre-flight, before Prefect or MLflow start.
 
     Returns the staged data (:class:`~mlpipe.handoff.LoadedData`) the flow adopts.
+    ``extra``: accepted monitoring batches read after the source (a reproduced window).
     """
     from mlpipe import preflight
     from mlpipe.data.datasets import is_builtin
     from mlpipe.handoff import LoadedData
 
     spec = config.dataset
-    ingested, schema = preflight.prepare(config, folder / "raw")
+    ingested, schema = preflight.prepare(config, folder / "raw", extra)
     return LoadedData(
         path=ingested.path,
         dataset=schema,
@@ -438,6 +459,54 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not key.startswith("trivial_"):
             print(f"  {key:<28} {value:.4f}")
     print("  review: mlpipe ui  ->  http://127.0.0.1:5000")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Train a registered version again from what it recorded; compare the metrics."""
+    from mlpipe import reproduce
+    from mlpipe.data.ingest import Extra
+    from mlpipe.io import tracking
+    from mlpipe.io.runs import PROJECT_ROOT, staging
+    from mlpipe.orchestration import run_training
+
+    tracking.configure()
+    found = reproduce.recorded(args.model, args.version)
+    config = reproduce.rerun_config(found, args.data)
+
+    def warn(text: str) -> None:
+        print(f"mlpipe: warning: {text}", file=sys.stderr)
+
+    problems = []
+    code = reproduce.code_problem(found, tracking.git_info(PROJECT_ROOT))
+    if code:
+        problems.append(code)
+    gone = reproduce.missing_batches(found)
+    if gone:
+        problems.append(f"{len(gone)} accepted batch(es) of its window are gone ({gone[0]}, ...)")
+    reproduce.refuse_or_warn(problems, args.force, warn)  # before the data is read
+    extra = Extra(files=tuple(p for p in found.window if p.exists())) if found.window else None
+    with staging(config.runs_dir) as folder:
+        staged = _prepare(config, folder, extra)
+        data = reproduce.data_problem(found, staged.digest)
+        reproduce.refuse_or_warn([data] if data else [], args.force, warn)
+        result = run_training(config, staged)
+    print(
+        f"reproduced {found.model} v{found.version} as {result.model_name} v{result.version} "
+        f"(run {result.run_id}, experiment {reproduce.EXPERIMENT})"
+    )
+    differ = []
+    for name, then, now in reproduce.compare(found, result.metrics):
+        same = then is not None and then == now
+        if then is not None and not same:
+            differ.append(f"{name} {now:.6g} (recorded {then:.6g})")
+        shown = "-" if then is None else f"{then:.6g}"
+        print(f"  {name:<28} recorded {shown:>10}  now {now:<10.6g} {'same' if same else ''}")
+    if differ:
+        from mlpipe.errors import MlpipeError
+
+        raise MlpipeError(f"the metrics differ from the recorded ones: {', '.join(differ)}")
+    print("the metrics match the recorded ones exactly")
     return 0
 
 
@@ -839,13 +908,16 @@ def cmd_config(args: argparse.Namespace) -> int:
 def _resolved(schema: Any, rows: int, digest: str) -> str:
     """What the data resolves to, as YAML comments (the output stays a usable config)."""
 
+    def one_line(name: object) -> str:  # a line break in a name would end the comment
+        return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(name))
+
     def names(columns: list[str]) -> str:
-        shown = ", ".join(columns[:12]) or "-"
+        shown = ", ".join(one_line(c) for c in columns[:12]) or "-"
         return f"{shown}, ... ({len(columns) - 12} more)" if len(columns) > 12 else shown
 
     lines = [
-        f"# resolved on the data ({schema.name}: {rows} rows, sha256 {digest[:12]}):",
-        f"#   target: {schema.target} ({schema.task})",
+        f"# resolved on the data ({one_line(schema.name)}: {rows} rows, sha256 {digest[:12]}):",
+        f"#   target: {one_line(schema.target)} ({schema.task})",
         f"#   numeric ({len(schema.numeric)}): {names(schema.numeric)}",
         f"#   categorical ({len(schema.categorical)}): {names(schema.categorical)}",
         f"#   ignored ({len(schema.ignore)}): {names(schema.ignore)}",
@@ -936,6 +1008,10 @@ def cmd_servers(args: argparse.Namespace) -> int:
         for name, url in background.status(names, args.state_dir).items():
             print(f"{name}: {url or 'not running'}")
         return 0
+    if not args.timeout > 0:
+        from mlpipe.errors import ConfigError
+
+        raise ConfigError(f"--timeout must be a positive number of seconds, not {args.timeout}")
     ports = {"prefect": args.prefect_port, "mlflow": args.mlflow_port}
     wanted = [background.Server(name, args.host, ports[name]) for name in names]
     background.start(wanted, args.state_dir, args.timeout)
@@ -1112,6 +1188,7 @@ COMMANDS = {
     "predict": cmd_predict,
     "models": cmd_models,
     "rollback": cmd_rollback,
+    "reproduce": cmd_reproduce,
     "config": cmd_config,
     "datasets": cmd_datasets,
     "ui": cmd_ui,
@@ -1183,6 +1260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "predict",
         "monitor",
         "deploy",
+        "reproduce",
     }:
         from mlpipe.orchestration import quiet_tracebacks
 

@@ -67,6 +67,39 @@ def accept(frame: pd.DataFrame, store: Path, digest: str, when: dt.datetime) -> 
     return folder / name
 
 
+def keep_batch(config: Config, passing: pd.DataFrame, target: str) -> str:
+    """Keep a batch's passing rows for training windows, conformed to the training data.
+
+    The rows get the reference data's columns and types (read from its first rows), so a
+    kept batch never breaks a later training run; the file is named by the conformed
+    content, so the same rows sent again in another shape (column order, extra columns,
+    ``5`` as ``5.0``) are kept once.
+
+    Returns:
+        What happened, in words (``kept N rows in ...``, ``already kept ...`` or why not).
+    """
+    from mlpipe.data.datasets import iter_source
+    from mlpipe.errors import DataError
+    from mlpipe.io.tables import conform, frame_digest
+
+    if target not in passing.columns:
+        return f"not kept for training: no '{target}' column (no labels)"
+    if passing.empty:
+        return "not kept for training: no row passed"
+    blocks = iter_source(config.dataset, 1000)
+    like = next(iter(blocks)).head(0)
+    blocks.close()  # type: ignore[attr-defined]
+    try:
+        rows = conform(passing, like, "the batch").reset_index(drop=True)
+    except DataError as err:
+        return f"not kept for training: {err}"
+    store = batch_store(config)
+    kept = accept(rows, store, frame_digest(rows), dt.datetime.now(dt.UTC))
+    if kept is None:
+        return f"already kept in {store} (the same rows)"
+    return f"kept {len(rows)} rows in {kept}"
+
+
 def _accepted_on(path: Path) -> dt.date | None:
     try:
         return dt.date.fromisoformat(path.parent.name.removeprefix("date="))

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from prefect import task
 
 from mlpipe.config import Config
@@ -22,7 +21,7 @@ from mlpipe.errors import RegistryError
 from mlpipe.handoff import Assessment, TriggerDecision
 from mlpipe.io import tracking
 from mlpipe.io.tables import read_table
-from mlpipe.monitoring import accept, batch_store, log_drift
+from mlpipe.monitoring import keep_batch, log_drift
 from mlpipe.orchestration import (
     NoDeploymentError,
     configured_api,
@@ -69,7 +68,8 @@ def assess_batch(config: Config, data: str, run_id: str) -> Assessment:
     digest = sha256_file(data)
     accepted = None
     if outcome.passed:
-        accepted = _keep(config, passing, schema.target, digest)
+        accepted = keep_batch(config, passing, schema.target)
+        log.info("batch %s", accepted)
         tracking.set_tags(run_id, {"mlpipe.monitor.accepted": accepted})
     return Assessment(
         model_name=name,
@@ -81,20 +81,6 @@ def assess_batch(config: Config, data: str, run_id: str) -> Assessment:
         reference_version=measured[0] if measured else None,
         accepted=accepted,
     )
-
-
-def _keep(config: Config, passing: pd.DataFrame, target: str, digest: str) -> str:
-    """Keep the batch's passing rows for training windows; say what happened."""
-    if target not in passing.columns:
-        return f"not kept for training: no '{target}' column (no labels)"
-    if passing.empty:
-        return "not kept for training: no row passed"
-    store = batch_store(config)
-    kept = accept(passing, store, digest, dt.datetime.now(dt.UTC))
-    if kept is None:
-        return f"already kept in {store}"
-    log.info("kept %d rows for training windows: %s", len(passing), kept)
-    return f"kept {len(passing)} rows in {kept}"
 
 
 def cooldown_blocks(started: list[dt.datetime], now: dt.datetime, minutes: float) -> bool:

@@ -27,7 +27,14 @@ from mlpipe.handoff import BatchResult, PredictRequest, ServingModel
 from mlpipe.io import tracking
 from mlpipe.io.engine import engine_for, shutdown
 from mlpipe.io.processes import owner, owner_alive
-from mlpipe.io.tables import PartitionWriter, TableWriter, iter_partitions, iter_table, write_part
+from mlpipe.io.tables import (
+    PartitionWriter,
+    TableWriter,
+    iter_partitions,
+    iter_table,
+    known_rows,
+    write_part,
+)
 from mlpipe.quality.suites import batch_suite
 from mlpipe.registry import resolve
 
@@ -56,6 +63,9 @@ def predict_file(model: ServingModel, request: PredictRequest, batch_run_id: str
     quarantine_path = target.with_name(f"{target.stem}.quarantine.parquet")
     total = Scored(request.batch_alpha)
     scored = _on_cluster if request.execution.engine == "dask" else _here
+    rows = known_rows(request.input)
+    of = f" of {rows:,}" if rows is not None else ""
+    started = time.monotonic()
     with TableWriter(target) as writer, TableWriter(quarantine_path) as quarantine:
         for i, ((out, bad), part) in enumerate(scored(model, request, suite)):
             total.merge(part)
@@ -63,11 +73,20 @@ def predict_file(model: ServingModel, request: PredictRequest, batch_run_id: str
                 quarantine.write(bad)
             if len(out):
                 writer.write(out)
+            spent = max(time.monotonic() - started, 1e-9)
+            left = (
+                f", about {spent / total.rows_in * (rows - total.rows_in):.0f} s left"
+                if rows and total.rows_in
+                else ""
+            )
             log.info(
-                "chunk %d: %d rows in, %d predicted so far",
+                "chunk %d: %s%s rows read, %s predicted (%s rows/s%s)",
                 i + 1,
-                part.rows_in,
-                total.rows_predicted,
+                f"{total.rows_in:,}",
+                of,
+                f"{total.rows_predicted:,}",
+                f"{total.rows_in / spent:,.0f}",
+                left,
             )
         _judge(total, request)
         output = writer.commit()

@@ -250,27 +250,31 @@ def ingest(
 def _blocks(
     spec: DatasetSpec, rows: int, text: list[str] | None, extra: Extra
 ) -> Iterable[pd.DataFrame]:
-    """The source's blocks, then the extra files' blocks with the source's columns."""
-    from mlpipe.io.tables import iter_table
+    """The source's blocks, then the extra files' blocks conformed to the source's columns.
 
-    columns: list[str] | None = None
+    The source's own first rows set the columns and their types, also when it is not read
+    (``extra.reference`` false): a batch never decides what the training data looks like.
+    """
+    from mlpipe.io.tables import conform, iter_table
+
+    like: pd.DataFrame | None = None
     if extra.reference:
         for block in iter_source(spec, rows, text):
-            columns = columns or [str(c) for c in block.columns]
+            like = block.head(0) if like is None else like
             yield block
+    elif extra.files:
+        blocks = iter_source(spec, 1000, text)
+        like = next(iter(blocks)).head(0)
+        blocks.close()  # type: ignore[attr-defined]
     for path in extra.files:
         for block in iter_table(path, rows):
-            columns = columns or [str(c) for c in block.columns]
-            missing = [c for c in columns if c not in block.columns]
-            if missing:
+            assert like is not None
+            try:
+                yield conform(block, like, f"accepted batch {path}")
+            except DataError as err:
                 raise DataError(
-                    f"accepted batch {path} lacks column(s) {', '.join(missing)} of the training "
-                    "data: remove it from the batch store or narrow schedule.window"
-                )
-            block = block[columns]
-            for col in set(text or []) & set(columns):
-                block[col] = block[col].astype("str")
-            yield block
+                    f"{err}: remove it from the batch store or narrow schedule.window"
+                ) from None
 
 
 def _ingest(

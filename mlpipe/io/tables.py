@@ -440,6 +440,22 @@ def _walk(base: Path) -> list[Path]:
     return found
 
 
+def known_rows(path: str | Path) -> int | None:
+    """Rows of a Parquet file or dataset from its metadata (no data read); ``None`` for CSV."""
+    import pyarrow.parquet as pq
+
+    try:
+        if is_dataset(path):
+            files = dataset_files(path)[1]
+        elif table_format(path) == "parquet":
+            files = [Path(path)]
+        else:
+            return None
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    except Exception:  # unreadable: the reader says why, with the chunk it failed on
+        return None
+
+
 def dataset_files(path: str | Path) -> tuple[Path, list[Path]]:
     """The base folder and the sorted Parquet files of a directory (recursively) or a glob.
 
@@ -612,6 +628,49 @@ def iter_table(
         decided: dict[str, str] = {}
         for chunk in reader:
             yield normalise(chunk, p, dialect.delimiter, decided)
+
+
+def conform(frame: pd.DataFrame, like: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``frame`` with the columns of ``like``, in its order, and its column types.
+
+    Columns ``like`` lacks are dropped. A column read as text where ``like`` has numbers is
+    parsed; one ``like`` reads as text becomes text. Used where rows from elsewhere join a
+    table (accepted monitoring batches and the training data).
+
+    Args:
+        frame: The rows to conform.
+        like: Rows of the table they join (only columns and types are used).
+        what: How errors name ``frame``.
+
+    Raises:
+        DataError: ``frame`` lacks a column, or holds a value that is not a number where
+            ``like`` has numbers.
+    """
+    from mlpipe.serving.schema import to_numbers
+
+    columns = [str(c) for c in like.columns]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{what} lacks column(s) {', '.join(missing)} of the training data")
+    out = frame[columns].copy()
+    for col in columns:
+        want, have = like[col].dtype, out[col].dtype
+        if have == want or pd.api.types.is_bool_dtype(want):
+            continue
+        if pd.api.types.is_numeric_dtype(want):
+            numbers = to_numbers(out[col])
+            lost = out[col].notna() & numbers.isna()
+            if lost.any():
+                example = out[col][lost].iloc[0]
+                raise DataError(
+                    f"{what}: column '{col}' holds {example!r} where the training data has numbers"
+                )
+            whole = numbers.notna().all() and bool((numbers % 1 == 0).all())
+            integer = pd.api.types.is_integer_dtype(want)
+            out[col] = numbers.astype(want) if integer and whole else numbers
+        elif pd.api.types.is_string_dtype(want):
+            out[col] = out[col].astype("str")
+    return out
 
 
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:

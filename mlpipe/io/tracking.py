@@ -426,6 +426,12 @@ def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None)
 
 
 @_guard
+def run_metrics(run_id: str) -> dict[str, float]:
+    """A run's metrics (the last value of each) under their MLflow names."""
+    return dict(_client().get_run(run_id).data.metrics)
+
+
+@_guard
 def set_tags(run_id: str, tags: dict[str, str]) -> None:
     """Set run tags (values redacted, cut to MLflow's length limit rather than warned about)."""
     from mlflow.entities import RunTag

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -93,6 +94,19 @@ def test_chunk_size_and_format_do_not_change_predictions(trained: Path, isolated
     assert len(a) == len(b) == 343
     assert (a["prediction"] == b["prediction"]).all()
     np.testing.assert_allclose(a["proba_Adelie"], b["proba_Adelie"], atol=1e-6)  # float32
+
+
+def test_chunk_progress_has_the_total_rows_of_a_parquet_input(
+    trained: Path, isolated_workdir: Path, capsys
+):
+    pd.read_csv(trained).to_parquet("in.parquet")
+    assert main(["predict", "--model", NAME, "--input", "in.parquet", "--output", "c.csv",
+                 "--chunk-rows", "200"]) == 0  # fmt: skip
+    lines = [x for x in capsys.readouterr().err.splitlines() if "mlpipe.predict: chunk" in x]
+    assert len(lines) == 2, lines
+    assert re.search(r"chunk 1: 200 of 343 rows read, 200 predicted \([\d,]+ rows/s, about "
+                     r"\d+ s left\)$", lines[0]), lines  # fmt: skip
+    assert "chunk 2: 343 of 343 rows read, 343 predicted" in lines[1]
 
 
 def test_scoring_on_a_dask_cluster_writes_what_scoring_here_writes(

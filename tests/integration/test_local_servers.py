@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -90,9 +91,10 @@ def test_make_servers_refuses_a_taken_port_naming_it(tmp_path):
 
 @pytest.mark.slow
 def test_servers_start_wait_status_and_stop(tmp_path):
-    prefect, mlflow = free_port(), free_port()
+    mlflow = free_port()
     state = tmp_path / "state"
-    args = ["--prefect-port", str(prefect), "--mlflow-port", str(mlflow), "--state-dir", str(state)]
+    # Port 0: any free port, chosen before the start so the health check and export know it.
+    args = ["--prefect-port", "0", "--mlflow-port", str(mlflow), "--state-dir", str(state)]
     env = env_without_servers()
 
     def servers(*more: str) -> subprocess.CompletedProcess[str]:
@@ -102,6 +104,8 @@ def test_servers_start_wait_status_and_stop(tmp_path):
     started = servers("start", *args)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
+        prefect = int(json.loads((state / "prefect.json").read_text())["port"])
+        assert prefect != 0
         # When start returns, both answer: it waited for their health.
         for url in (f"http://127.0.0.1:{prefect}/api/health", f"http://127.0.0.1:{mlflow}/health"):
             assert wait_healthy(url, timeout=1), url
@@ -160,3 +164,74 @@ def test_stop_signals_only_processes_that_are_still_its_own(tmp_path):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_servers_need_two_ports_and_a_positive_timeout(tmp_path):
+    port = str(free_port())
+    for args, message in (
+        (["--prefect-port", port, "--mlflow-port", port], f"different ports, not {port}"),
+        (["--timeout", "-5"], "--timeout must be a positive number"),
+    ):
+        done = subprocess.run([*MLPIPE, "servers", "start", "--state-dir", str(tmp_path), *args],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 1 and message in done.stderr, done.stderr
+        assert not list(tmp_path.glob("*.json"))
+
+
+def test_stop_skips_bad_records_and_goes_on(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    # An edited record (no pid in its identity: pid 0 would signal stop's own process group)
+    # and a non-number pid; a good record of a process that is ours follows.
+    host = owner().split(":")[0]
+    (state / "prefect.json").write_text(json.dumps({"identity": f"{host}:0:5", "url": "x",
+                                                    "port": 1}))  # fmt: skip
+    leader = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        record = {"identity": owner(leader.pid), "url": "x", "host": "127.0.0.1", "port": 1}
+        (state / "mlflow.json").write_text(json.dumps(record))
+        done = subprocess.run([*MLPIPE, "servers", "stop", "--state-dir", str(state)],
+                              capture_output=True, text=True, timeout=60,
+                              start_new_session=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "prefect.json is not a record mlpipe wrote; removed it" in done.stdout
+        assert f"stopped mlflow (pid {leader.pid})" in done.stdout
+        assert leader.wait(timeout=10) != 0
+        assert not list(state.glob("*.json"))
+    finally:
+        leader.kill()
+        leader.wait()
+
+
+def test_stop_ends_what_a_killed_server_command_left_running(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    # A server command killed with -9 leaves its server (same session) listening.
+    leader = subprocess.Popen(["bash", "-c", "sleep 300 & echo $! > child; wait"],
+                              cwd=tmp_path, start_new_session=True)  # fmt: skip
+    try:
+        assert wait_for_file(tmp_path / "child")
+        orphan = int((tmp_path / "child").read_text())
+        assert os.getpgid(orphan) == leader.pid
+        record = {"identity": owner(leader.pid), "url": "x", "host": "127.0.0.1", "port": 1}
+        (state / "mlflow.json").write_text(json.dumps(record))
+        leader.kill()
+        leader.wait()
+        done = subprocess.run([*MLPIPE, "servers", "stop", "--state-dir", str(state)],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "had exited; stopped what it left running" in done.stdout, done.stdout
+        assert group_gone(leader.pid, 10), "the orphaned server is still running"
+        assert not (state / "mlflow.json").exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
+
+
+def wait_for_file(path: Path, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return True
+        time.sleep(0.1)
+    return False

@@ -57,6 +57,12 @@ def test_config_reports_the_roles_of_a_file_and_its_problems(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "#   identifiers (ignored): order_id" in out, out
     assert "#   categorical (1): region" in out
+    # A line break in a column name stays inside its comment: the output is still YAML.
+    frame.rename(columns={"amount": "bad\nname: [x]"}).to_csv(path, index=False)
+    assert main(["config", "--data", str(path), "--target", "churned"]) == 0
+    out = capsys.readouterr().out
+    assert "bad\\nname: [x]" in out
+    assert yaml.safe_load(out)["dataset"]["target"] == "churned"
     # A config that cannot work with this data fails like training would, in one line.
     assert main(["config", "--data", str(path), "--target", "nope"]) == 1
     assert capsys.readouterr().err.startswith("mlpipe: error: ")

@@ -105,3 +105,63 @@ def test_ingest_refuses_a_batch_without_a_column_and_an_empty_window(tmp_path: P
     assert not (tmp_path / "out").exists()
     with pytest.raises(DataError, match="the training window holds no rows"):
         ingest(spec, tmp_path / "out", "t", 1000, Extra(reference=False))
+
+
+def test_conform_gives_a_batch_the_training_datas_columns_and_types():
+    from mlpipe.io.tables import conform
+
+    like = pd.DataFrame({"x": [1.5], "k": [3], "cat": ["a"], "y": [0]}).head(0)
+    batch = pd.DataFrame({"y": [1, 0], "extra": [9, 9], "cat": [1, 2], "k": [5.0, 6.0],
+                          "x": ["0.25", " 7 "]})  # fmt: skip
+    out = conform(batch, like, "the batch")
+    assert list(out.columns) == ["x", "k", "cat", "y"]
+    assert out["x"].tolist() == [0.25, 7.0] and out["x"].dtype == "float64"
+    assert out["k"].tolist() == [5, 6] and out["k"].dtype == "int64"
+    assert out["cat"].tolist() == ["1", "2"]
+    with pytest.raises(DataError, match=r"the batch: column 'y' holds 'yes' where the training"):
+        conform(batch.assign(y=["yes", "no"]), like, "the batch")
+    with pytest.raises(DataError, match=r"column 'x' holds '\"0.189\"'"):
+        conform(batch.assign(x=['"0.189"', "1"]), like, "the batch")
+    with pytest.raises(DataError, match=r"the batch lacks column\(s\) k of the training data"):
+        conform(batch.drop(columns="k"), like, "the batch")
+
+
+def test_the_same_rows_in_another_shape_are_kept_once_and_bad_types_never(tmp_path: Path):
+    from mlpipe.monitoring import keep_batch
+
+    source = tmp_path / "ref.csv"
+    pd.DataFrame({"x": [0.5, 1.5, 2.5], "k": [1, 2, 3], "y": [0, 1, 0]}).to_csv(source, index=False)
+    cfg = config(str(source))
+    rows = pd.DataFrame({"x": [3.5, 4.5], "k": [4, 5], "y": [1, 1]})
+    assert keep_batch(cfg, rows, "y").startswith("kept 2 rows in ")
+    for same in (rows[["y", "k", "x"]], rows.assign(note="hi"), rows.assign(k=[4.0, 5.0])):
+        assert keep_batch(cfg, same, "y").startswith("already kept"), same
+    bad = keep_batch(cfg, rows.assign(y=["yes", "no"]), "y")
+    assert bad == (
+        "not kept for training: the batch: column 'y' holds 'yes' where the training data has "
+        "numbers"
+    )
+    assert keep_batch(cfg, rows.drop(columns="y"), "y").startswith("not kept for training: no 'y'")
+    kept = list(batch_store(cfg).rglob("*.parquet"))
+    assert len(kept) == 1
+    assert list(pd.read_parquet(kept[0]).columns) == ["x", "k", "y"]
+
+
+def test_a_window_without_the_reference_takes_its_columns_from_the_reference(tmp_path: Path):
+    source = tmp_path / "ref.csv"
+    pd.DataFrame({"a": [1.5, 2.5], "t": [0, 1]}).to_csv(source, index=False)
+    spec = config(str(source)).dataset
+    # The oldest batch has a column the training data lacks: it never becomes a feature.
+    old = tmp_path / "old.parquet"
+    pd.DataFrame({"a": [3.0], "t": [1], "extra": ["x"]}).to_parquet(old)
+    new = tmp_path / "new.parquet"
+    pd.DataFrame({"t": [0], "a": ["4.5"]}).to_parquet(new)
+    only = ingest(spec, tmp_path / "o", "t", 1000, Extra(files=(old, new), reference=False))
+    rows = pd.concat(list(iter_partitions(only.path)), ignore_index=True)
+    assert rows.to_dict("list") == {"a": [3.0, 4.5], "t": [1, 0]}
+    # A kept file that cannot join the training data is named, with what to do.
+    broken = tmp_path / "broken.parquet"
+    pd.DataFrame({"a": ["n/a?"], "t": [1]}).to_parquet(broken)
+    with pytest.raises(DataError, match=r"accepted batch .*broken.parquet: column 'a' holds "
+                       r"'n/a\?' .*remove it from the batch store"):  # fmt: skip
+        ingest(spec, tmp_path / "b", "t", 1000, Extra(files=(broken,)))
