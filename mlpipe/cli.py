@@ -327,7 +327,7 @@ EXAMPLES = {
     "deploy": ["mlpipe deploy --dataset penguins --set \"schedule.cron='0 3 * * *'\""],
     "config": [
         "mlpipe config --dataset penguins        # the config, then the roles it resolves to",
-        "mlpipe config --data sales.csv --no-data > my.yaml",
+        "mlpipe config --data sales.csv --no-data      # without reading the data",
         "mlpipe config --schema",
     ],
     "validate": [
