@@ -443,6 +443,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         from mlpipe.io.engine import LOCAL
 
         LOCAL.check_gang(config.train.workers)
+    elif config.train.workers > 1:
+        from mlpipe.io.engine import check_ranks
+
+        check_ranks(config.execution, config.train.workers)
     prestart_server()  # the temporary Prefect server starts while the data is checked
     try:
         with staging(config.runs_dir) as folder:

@@ -52,6 +52,12 @@ def config_problems(config: Config, schema: Schema) -> list[str]:
         problems.append(f"clean.missing names columns that are not features: {', '.join(unknown)}")
     if config.train.architecture == "cnn" and schema.image_shape is None:
         problems.append("train.architecture=cnn needs an image dataset (dataset.image)")
+    ex, ranks = config.execution, config.train.workers
+    if ranks > 1 and ex.engine == "dask" and not ex.address and ranks > ex.workers:
+        problems.append(
+            f"train.workers={ranks} ranks need {ranks} Dask workers (one rank each), and the "
+            f"local cluster has execution.workers={ex.workers}"
+        )
     if config.train.device == "cuda":
         import torch
 

@@ -578,6 +578,33 @@ def engine_for(cfg: ExecutionConfig, folder: str | Path) -> Engine:
     return engine
 
 
+def check_ranks(cfg: ExecutionConfig, ranks: int) -> None:
+    """Refuse more training ranks than the scheduler at ``cfg.address`` has workers.
+
+    Checked before the data is read, on the connection the run then uses.
+
+    Raises:
+        EngineError: Too few workers, or the scheduler cannot be reached.
+    """
+    if cfg.engine != "dask" or not cfg.address or ranks <= 1:
+        return
+    key = (cfg.address, cfg.workers)
+    with _lock:
+        if key not in _open:
+            _open[key] = _connect(cfg)
+        engine = _open[key]
+    assert isinstance(engine, DaskEngine)
+    try:
+        workers = len(engine.client.scheduler_info()["workers"])
+    except Exception as err:
+        raise engine._error(err) from None
+    if workers < ranks:
+        raise EngineError(
+            f"train.workers={ranks} ranks need {ranks} Dask workers (one rank each); "
+            f"{cfg.address} has {workers}"
+        )
+
+
 def _connect(cfg: ExecutionConfig) -> DaskEngine:
     from distributed import Client, LocalCluster
 

@@ -365,3 +365,25 @@ def test_mlpipe_server_dask_serves_workers_and_stops_with_nothing_left(tmp_path:
     assert done.returncode != 0
     assert f"port {busy} on 127.0.0.1 is taken" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_more_ranks_than_workers_is_refused_before_the_data_is_read(
+    scheduler: str, isolated_workdir: Path, capsys
+):
+    base = ["train", "--dataset", "penguins", "--set", "execution.engine=dask"]
+    # An existing scheduler: its workers are counted on the connection the run would use.
+    assert main([*base, "--set", f"execution.address={scheduler}",
+                 "--set", "train.workers=3"]) == 1  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"mlpipe: error: train.workers=3 ranks need 3 Dask workers (one rank each); "
+        f"{scheduler} has 2"
+    ), err
+    engine.shutdown()
+    # A local cluster: its size is in the config, so no cluster is started to find out.
+    assert main([*base, "--set", "execution.workers=2", "--set", "train.workers=3"]) == 1
+    err = capsys.readouterr().err
+    assert "train.workers=3 ranks need 3 Dask workers (one rank each), and the local cluster " \
+        "has execution.workers=2" in err  # fmt: skip
+    assert "dask: started" not in err
+    assert not list(isolated_workdir.glob("runs/*")), "nothing staged"
