@@ -155,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         "in MLflow.",
     )
     predict.add_argument("--model", metavar="NAME", required=True, help="registered model name")
-    predict.add_argument("--input", metavar="PATH", required=True, help="CSV or Parquet input")
+    predict.add_argument(
+        "--input", metavar="PATH", required=True, help="one CSV or Parquet file (not a folder)"
+    )
     predict.add_argument("--output", metavar="PATH", required=True, help=".csv or .parquet")
     predict.add_argument("--version", metavar="N", help="model version (default: champion)")
     predict.add_argument(
@@ -393,7 +395,10 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     if args.dataset:
         out.append(f"dataset.source={json.dumps(args.dataset)}")
     if args.data:
-        out.append(f"dataset.source={json.dumps(args.data)}")
+        # Recorded as an absolute path when it names something here: a retrain, a scheduled
+        # run or `mlpipe reproduce` started from another folder reads the same data.
+        data = str(Path(args.data).resolve()) if Path(args.data).exists() else args.data
+        out.append(f"dataset.source={json.dumps(data)}")
     if args.target:
         out.append(f"dataset.target={json.dumps(args.target)}")
     if args.task:
@@ -470,6 +475,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     """Train a registered version again from what it recorded; compare the metrics."""
     from mlpipe import reproduce
     from mlpipe.data.ingest import Extra
+    from mlpipe.errors import ConfigError
     from mlpipe.io import tracking
     from mlpipe.io.runs import PROJECT_ROOT, staging
     from mlpipe.orchestration import run_training
@@ -489,6 +495,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if gone:
         problems.append(f"{len(gone)} accepted batch(es) of its window are gone ({gone[0]}, ...)")
     reproduce.refuse_or_warn(problems, args.force, warn)  # before the data is read
+    missing = reproduce.missing_source(config)
+    if missing:
+        raise ConfigError(f"{missing}: pass --data PATH")
     extra = Extra(files=tuple(p for p in found.window if p.exists())) if found.window else None
     with staging(config.runs_dir) as folder:
         staged = _prepare(config, folder, extra)
@@ -499,17 +508,24 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         f"reproduced {found.model} v{found.version} as {result.model_name} v{result.version} "
         f"(run {result.run_id}, experiment {reproduce.EXPERIMENT})"
     )
-    differ = []
+    differ, unrecorded = [], []
     for name, then, now in reproduce.compare(found, result.metrics):
         same = then is not None and then == now
-        if then is not None and not same:
+        if then is None:
+            unrecorded.append(name)
+        elif not same:
             differ.append(f"{name} {now:.6g} (recorded {then:.6g})")
         shown = "-" if then is None else f"{then:.6g}"
         print(f"  {name:<28} recorded {shown:>10}  now {now:<10.6g} {'same' if same else ''}")
-    if differ:
-        from mlpipe.errors import MlpipeError
+    from mlpipe.errors import MlpipeError
 
+    if differ:
         raise MlpipeError(f"the metrics differ from the recorded ones: {', '.join(differ)}")
+    if unrecorded:
+        raise MlpipeError(
+            f"{len(unrecorded)} metric(s) were not recorded by the version, so not compared: "
+            f"{', '.join(unrecorded)}"
+        )
     print("the metrics match the recorded ones exactly")
     return 0
 
@@ -659,6 +675,9 @@ def cmd_expectations(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_CHUNK_ROWS = 100_000_000  # one chunk is held in memory: more is never a good idea
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Run the batch prediction flow and print where the results are."""
     from mlpipe.errors import ConfigError
@@ -673,8 +692,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     problems = output_problems({"--output": args.output}, [args.input])
     if problems:
         raise ConfigError("; ".join(problems))
-    if args.chunk_rows < 1:
-        raise ConfigError("--chunk-rows must be at least 1")
+    if not 1 <= args.chunk_rows <= MAX_CHUNK_ROWS:
+        raise ConfigError(f"--chunk-rows must be between 1 and {MAX_CHUNK_ROWS:,}")
     if args.encoding != "auto":
         import codecs
 
@@ -896,16 +915,16 @@ def cmd_config(args: argparse.Namespace) -> int:
         print(json.dumps(Config.model_json_schema(), indent=2))
         return 0
     config = _load_config(args)
-    print(yaml.safe_dump(config.safe_dump(), sort_keys=False), end="", flush=True)
-    if args.no_data:
-        return 0
-    from mlpipe.io.runs import staging
-    from mlpipe.preflight import check_paths
+    resolved = ""
+    if not args.no_data:  # first: a problem is the only thing printed, not the end of a page
+        from mlpipe.io.runs import staging
+        from mlpipe.preflight import check_paths
 
-    check_paths(config)
-    with staging(config.runs_dir) as folder:  # one pass, as a training run's load does it
-        staged = _prepare(config, folder)
-    print(_resolved(staged.dataset, staged.rows, staged.digest), end="")
+        check_paths(config)
+        with staging(config.runs_dir) as folder:  # one pass, as a training run's load does it
+            staged = _prepare(config, folder)
+        resolved = _resolved(staged.dataset, staged.rows, staged.digest)
+    print(yaml.safe_dump(config.safe_dump(), sort_keys=False) + resolved, end="")
     return 0
 
 

@@ -71,10 +71,8 @@ def rerun_config(found: Recorded, data: str | None) -> Config:
     The tracking URI is the current one (the recorded value is redacted), and ``data``
     replaces the recorded source when the data has moved.
     """
-    overrides = [
-        f"tracking.experiment={EXPERIMENT}",
-        f"tracking.model_name={found.model}-reproduce",
-    ]
+    base = found.model.removesuffix("-reproduce")  # reproducing a reproduction: same model
+    overrides = [f"tracking.experiment={EXPERIMENT}", f"tracking.model_name={base}-reproduce"]
     config = dict(found.config)
     config["tracking"] = {**config.get("tracking", {}), "uri": None}
     if data:
@@ -106,6 +104,18 @@ def data_problem(found: Recorded, digest: str) -> str | None:
     return None
 
 
+def missing_source(config: Config) -> str | None:
+    """Why the recorded data cannot be found from here, if it cannot."""
+    from mlpipe.data.datasets import is_builtin
+    from mlpipe.io.tables import is_dataset
+
+    source = config.dataset.source
+    if is_builtin(source) or Path(source).exists() or is_dataset(source):
+        return None
+    where = "" if Path(source).is_absolute() else f" (a relative path, read from {Path.cwd()})"
+    return f"the recorded data {source} is not found{where}"
+
+
 def missing_batches(found: Recorded) -> list[Path]:
     """Accepted batches of the recorded window that are gone."""
     return [p for p in found.window or () if not p.exists()]
@@ -113,8 +123,9 @@ def missing_batches(found: Recorded) -> list[Path]:
 
 def compare(found: Recorded, now: dict[str, float]) -> list[tuple[str, float | None, float]]:
     """Each metric of the rerun with the recorded value (``None``: not recorded)."""
+    # Versions logged before metrics were grouped recorded the flat names.
     return [
-        (name, found.metrics.get(tracking.metric_key(name)), value)
+        (name, found.metrics.get(tracking.metric_key(name), found.metrics.get(name)), value)
         for name, value in sorted(now.items())
     ]
 

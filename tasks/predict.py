@@ -24,7 +24,7 @@ from prefect import task
 from mlpipe.batch import Scored, score_partition
 from mlpipe.errors import DataError, DataValidationError
 from mlpipe.handoff import BatchResult, PredictRequest, ServingModel
-from mlpipe.io import tracking
+from mlpipe.io import progress, tracking
 from mlpipe.io.engine import engine_for, shutdown
 from mlpipe.io.processes import owner, owner_alive
 from mlpipe.io.tables import (
@@ -66,6 +66,7 @@ def predict_file(model: ServingModel, request: PredictRequest, batch_run_id: str
     rows = known_rows(request.input)
     of = f" of {rows:,}" if rows is not None else ""
     started = time.monotonic()
+    due = started  # the first chunk's line, then one at most every PROGRESS_SECONDS
     with TableWriter(target) as writer, TableWriter(quarantine_path) as quarantine:
         for i, ((out, bad), part) in enumerate(scored(model, request, suite)):
             total.merge(part)
@@ -73,7 +74,11 @@ def predict_file(model: ServingModel, request: PredictRequest, batch_run_id: str
                 quarantine.write(bad)
             if len(out):
                 writer.write(out)
-            spent = max(time.monotonic() - started, 1e-9)
+            now = time.monotonic()
+            if now < due:
+                continue
+            due = now + progress.PROGRESS_SECONDS
+            spent = max(now - started, 1e-9)
             left = (
                 f", about {spent / total.rows_in * (rows - total.rows_in):.0f} s left"
                 if rows and total.rows_in

@@ -735,8 +735,15 @@ def frame_digest(frame: pd.DataFrame) -> str:
 
 
 def head(path: str | Path, rows: int = 1000, encoding: str = "auto") -> pd.DataFrame:
-    """The first ``rows`` rows of a table (for schemas and samples)."""
-    return next(iter_table(path, rows, encoding))
+    """The first ``rows`` rows of a table (for schemas and samples).
+
+    Raises:
+        DataError: The table is unreadable or has no rows (an empty Parquet file yields no
+            chunk at all).
+    """
+    for chunk in iter_table(path, rows, encoding):
+        return chunk
+    raise DataError(f"data file has no rows: {path}")
 
 
 def _partial(target: Path) -> Path:

@@ -97,9 +97,10 @@ def test_chunk_size_and_format_do_not_change_predictions(trained: Path, isolated
 
 
 def test_chunk_progress_has_the_total_rows_of_a_parquet_input(
-    trained: Path, isolated_workdir: Path, capsys
+    trained: Path, isolated_workdir: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ):
     pd.read_csv(trained).to_parquet("in.parquet")
+    monkeypatch.setattr("mlpipe.io.progress.PROGRESS_SECONDS", 0.0)  # a line for every chunk
     assert main(["predict", "--model", NAME, "--input", "in.parquet", "--output", "c.csv",
                  "--chunk-rows", "200"]) == 0  # fmt: skip
     lines = [x for x in capsys.readouterr().err.splitlines() if "mlpipe.predict: chunk" in x]
@@ -108,6 +109,13 @@ def test_chunk_progress_has_the_total_rows_of_a_parquet_input(
     assert re.search(r"chunk 1: 200 of 344 rows read, \d+ predicted \([\d,]+ rows/s, about "
                      r"\d+ s left\)$", lines[0]), lines  # fmt: skip
     assert "chunk 2: 344 of 344 rows read, 343 predicted" in lines[1]
+    # An empty Parquet input: one line, not a crash.
+    pd.read_csv(trained).iloc[:0].to_parquet("empty.parquet")
+    assert main(["predict", "--model", NAME, "--input", "empty.parquet", "--output", "e.csv"]) == 1
+    assert capsys.readouterr().err.strip().endswith("has no rows: empty.parquet")
+    assert main(["predict", "--model", NAME, "--input", "in.parquet", "--output", "e.csv",
+                 "--chunk-rows", "99999999999999999999"]) == 1  # fmt: skip
+    assert "--chunk-rows must be between 1 and 100,000,000" in capsys.readouterr().err
 
 
 def test_scoring_on_a_dask_cluster_writes_what_scoring_here_writes(

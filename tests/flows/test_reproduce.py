@@ -61,6 +61,28 @@ def test_reproduce_matches_and_refuses_other_code_or_data(
     # The two finished runs keep their folders; the refused ones left nothing.
     assert len(list((isolated_workdir / "runs").iterdir())) == 2
 
+    # A version recorded before metrics were grouped (flat names) is still compared; one with
+    # a metric it never recorded is not called a match.
+    from mlpipe import reproduce
+
+    found = reproduce.recorded("mlpipe-penguins", "1")
+    flat = {k.replace("/", "_").replace("baseline_", "baseline_test_")
+            .replace("trivial_", "trivial_test_"): v for k, v in found.metrics.items()}  # fmt: skip
+    old = reproduce.Recorded(**{**found.__dict__, "metrics": flat})
+    now = {"test_accuracy": flat["test_accuracy"], "test_new_metric": 1.0}
+    assert reproduce.compare(old, now) == [
+        ("test_accuracy", flat["test_accuracy"], flat["test_accuracy"]),
+        ("test_new_metric", None, 1.0),
+    ]
+    # The recorded data moved away: said so, with what to do.
+    data.rename(isolated_workdir / "moved.csv")
+    assert main(["reproduce", "mlpipe-penguins", "1"]) == 1
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(f"the recorded data {data} is not found: pass --data PATH")
+    )
+
     # Unknown models and versions: one line.
     assert main(["reproduce", "nope", "1"]) == 1
     assert "model 'nope' is not registered" in capsys.readouterr().err
