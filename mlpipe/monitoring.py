@@ -123,7 +123,7 @@ def window(store: Path, cfg: WindowConfig, today: dt.date) -> list[Path]:
     found.sort()
     files = [path for day, _, path in found if cfg.days is None or _within(day, today, cfg.days)]
     if cfg.batches is not None:
-        files = files[len(files) - cfg.batches :] if cfg.batches else []
+        files = files[max(len(files) - cfg.batches, 0) :]
     return files
 
 

@@ -118,6 +118,9 @@ def bind_problem(host: str, port: int) -> str | None:
     import socket
 
     with socket.socket() as sock:
+        # As servers bind (uvicorn, asyncio): connections of a stopped server lingering in
+        # TIME_WAIT do not stop a new one from listening; a listening socket does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as err:

@@ -69,6 +69,7 @@ def test_windows_select_the_last_batches_or_the_recent_days(tmp_path: Path):
     assert every == [older, old, recent, today], "oldest first"
     assert window(tmp_path, WindowConfig(batches=2), DAY.date()) == [recent, today]
     assert window(tmp_path, WindowConfig(batches=0), DAY.date()) == []
+    assert window(tmp_path, WindowConfig(batches=9), DAY.date()) == every, "more than there are"
     assert window(tmp_path, WindowConfig(days=2), DAY.date()) == [recent, today]
     assert window(tmp_path, WindowConfig(days=15, batches=1), DAY.date()) == [today]
     assert window(tmp_path / "missing", WindowConfig(), DAY.date()) == []
