@@ -55,7 +55,7 @@ def training(
             models, splits, config.promotion.metric, config.promotion.slices, run
         )
         profile_training_data(splits, config.validation.drift, run)
-        registration = register_model(models, evaluation, splits, name, data.digest, run)
+        registration = register_model(models, evaluation, splits, name, data, run)
         smoke_test(registration, splits, run)
         decision = promote_model(
             registration, evaluation, splits, config.promotion, config.seed, run

@@ -34,7 +34,13 @@ def _add_dataset_args(p: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--dataset", metavar="NAME", help="built-in dataset (see `mlpipe datasets`)"
     )
-    source.add_argument("--data", metavar="PATH", help="CSV or Parquet file")
+    source.add_argument(
+        "--data",
+        metavar="PATH|URL",
+        help="CSV or Parquet file, folder or glob; a URL (https://, s3://, file://); or a "
+        "database URL (postgresql://user@host/db, sqlite:///file.db) with --set "
+        "dataset.query=SQL or dataset.table=NAME",
+    )
     p.add_argument("--target", metavar="COL", help="target column (required with --data)")
     p.add_argument(
         "--task",
@@ -156,9 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--model", metavar="NAME", required=True, help="registered model name")
     predict.add_argument(
-        "--input", metavar="PATH", required=True, help="one CSV or Parquet file (not a folder)"
+        "--input",
+        metavar="PATH|URL",
+        required=True,
+        help="one CSV or Parquet file (not a folder), local or a URL (https://, s3://, ...)",
     )
-    predict.add_argument("--output", metavar="PATH", required=True, help=".csv or .parquet")
+    predict.add_argument(
+        "--output",
+        metavar="PATH|URL",
+        required=True,
+        help=".csv or .parquet, local or a writable URL (s3://, file://, ...)",
+    )
     predict.add_argument("--version", metavar="N", help="model version (default: champion)")
     predict.add_argument(
         "--chunk-rows",
@@ -321,6 +335,8 @@ EXAMPLES = {
         "mlpipe train                                    # digits, the default config",
         "mlpipe train --dataset penguins --set train.max_epochs=30",
         "mlpipe train --data sales.csv --target churned --set train.workers=2",
+        "mlpipe train --data postgresql://me@db/shop --target churned "
+        "--set 'dataset.query=SELECT * FROM orders ORDER BY id'",
     ],
     "retrain": [
         "mlpipe retrain --dataset penguins --wait   # the deployment, with PREFECT_API_URL"
@@ -398,12 +414,32 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         # Recorded as an absolute path when it names something here: a retrain, a scheduled
         # run or `mlpipe reproduce` started from another folder reads the same data.
         data = str(Path(args.data).resolve()) if Path(args.data).exists() else args.data
+        data = _password_to_environment(data)
         out.append(f"dataset.source={json.dumps(data)}")
     if args.target:
         out.append(f"dataset.target={json.dumps(args.target)}")
     if args.task:
         out.append(f"dataset.task={args.task}")
     return out + list(args.overrides)
+
+
+def _password_to_environment(data: str) -> str:
+    """A database URL's password moved into this process's environment, never the config.
+
+    Configs are logged, stored with every run and sent to Prefect; the password reaches the
+    database through ``MLPIPE_DATA_PASSWORD`` (inherited by the flow runs this process
+    starts) and is hidden in anything printed.
+    """
+    from mlpipe.io.sources import PASSWORD_ENV, is_database, split_password
+    from mlpipe.secrets import hide
+
+    if not is_database(data):
+        return data
+    bare, password = split_password(data)
+    if password is not None:
+        hide(password)
+        os.environ[PASSWORD_ENV] = password
+    return bare
 
 
 def _load_config(args: argparse.Namespace) -> Any:
@@ -419,18 +455,10 @@ def _prepare(config: Any, folder: Path, extra: Any = None) -> Any:
     ``extra``: accepted monitoring batches read after the source (a reproduced window).
     """
     from mlpipe import preflight
-    from mlpipe.data.datasets import is_builtin
     from mlpipe.handoff import LoadedData
 
-    spec = config.dataset
     ingested, schema = preflight.prepare(config, folder / "raw", extra)
-    return LoadedData(
-        path=ingested.path,
-        dataset=schema,
-        source=spec.source if is_builtin(spec.source) else str(spec.source),
-        digest=ingested.digest,
-        rows=ingested.rows,
-    )
+    return LoadedData.of(config.dataset, ingested.path, schema, ingested.digest, ingested.rows)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -682,16 +710,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Run the batch prediction flow and print where the results are."""
     from mlpipe.errors import ConfigError
     from mlpipe.handoff import PredictRequest
+    from mlpipe.io.sources import check_writable_url, is_remote
     from mlpipe.io.tables import check_readable, table_format
     from mlpipe.preflight import output_problems
 
-    source = check_readable(args.input, "input file")
-    table_format(args.output)
-    if os.path.abspath(args.input) == os.path.abspath(args.output):
+    remote_in, remote_out = is_remote(args.input), is_remote(args.output)
+    source = args.input if remote_in else str(check_readable(args.input, "input file"))
+    table_format(args.output.split("?", 1)[0])
+    if args.input == args.output or os.path.abspath(args.input) == os.path.abspath(args.output):
         raise ConfigError("--output must differ from --input")
-    problems = output_problems({"--output": args.output}, [args.input])
-    if problems:
-        raise ConfigError("; ".join(problems))
+    if remote_out:
+        check_writable_url(args.output)
+    else:
+        problems = output_problems({"--output": args.output}, [] if remote_in else [args.input])
+        if problems:
+            raise ConfigError("; ".join(problems))
     if not 1 <= args.chunk_rows <= MAX_CHUNK_ROWS:
         raise ConfigError(f"--chunk-rows must be between 1 and {MAX_CHUNK_ROWS:,}")
     if args.encoding != "auto":
@@ -706,7 +739,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     request = PredictRequest(
         model=args.model,
-        input=str(source),
+        input=source,
         output=args.output,
         version=args.version,
         chunk_rows=args.chunk_rows,

@@ -81,6 +81,15 @@ class DatasetSpec(_Model):
             UTF-16 with a BOM) and falls back to Windows-1252 with a warning.
         partition_rows: Rows per partition of the run's copy of the data: the unit every
             stage reads, cleans and writes at a time (bounds memory on large tables).
+        query: With a database ``source`` (``postgresql://user@host/db``, ``sqlite:///f.db``):
+            the SQL whose result is the data (add ``ORDER BY`` for a reproducible digest).
+        table: With a database ``source``: a table (``schema.table``) read whole, instead of
+            ``query``.
+        pii: Columns holding personal data: hashed as they are read (keyed by
+            ``MLPIPE_PII_SALT``), so no artifact, log or registry entry holds their values;
+            never features.
+        allow_pii: Columns that look like personal data but are not (or may be kept as they
+            are): training no longer refuses them.
     """
 
     source: str = "digits"
@@ -96,6 +105,27 @@ class DatasetSpec(_Model):
     # Large enough that per-partition overheads vanish, small enough that a partition of a
     # wide table stays a few hundred MB in pandas.
     partition_rows: int = Field(default=1_000_000, ge=1)
+    query: str | None = None
+    table: str | None = None
+    pii: list[str] = Field(default_factory=list)
+    allow_pii: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _database_needs_what(self) -> DatasetSpec:
+        from mlpipe.io.sources import is_database
+
+        if is_database(self.source):
+            if bool(self.query) == bool(self.table):
+                raise ValueError(
+                    "a database source needs dataset.query (SQL) or dataset.table, one of them"
+                )
+        elif self.query or self.table:
+            key = "dataset.query" if self.query else "dataset.table"
+            raise ValueError(f"{key} needs a database URL as the source (postgresql://...)")
+        both = sorted(set(self.pii) & set(self.allow_pii))
+        if both:
+            raise ValueError(f"{', '.join(both)} listed in both dataset.pii and allow_pii")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -498,7 +528,7 @@ def build_config(data: dict[str, Any] | None = None, overrides: list[str] | None
         raise ConfigError(
             f"config key '{leaked[0]}' holds a password: configs are logged and stored, so "
             "pass credentials in the environment (MLFLOW_TRACKING_URI, "
-            "MLFLOW_TRACKING_PASSWORD, PGPASSWORD) instead"
+            "MLFLOW_TRACKING_PASSWORD, MLPIPE_DATA_PASSWORD, PGPASSWORD) instead"
         )
     return config
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlpipe.config import ExecutionConfig
+from mlpipe.config import DatasetSpec, ExecutionConfig
 from mlpipe.data.clean import CleanStats
 from mlpipe.data.split import SplitSpec
 from mlpipe.quality.gate import GateOutcome
@@ -38,13 +38,29 @@ class RunContext(_Frozen):
 
 
 class LoadedData(_Frozen):
-    """The raw table in the run directory plus its resolved schema."""
+    """The raw table in the run directory plus its resolved schema and lineage.
+
+    ``source``: where it came from, redacted (a path, a built-in name, a URL); ``query``: the
+    SQL that produced it, for a database source.
+    """
 
     path: str
     dataset: Schema
     source: str
     digest: str
     rows: int
+    query: str | None = None
+
+    @classmethod
+    def of(cls, spec: DatasetSpec, path: str, schema: Schema, digest: str, rows: int) -> LoadedData:
+        """The staged data of ``spec``'s source (the one place lineage is put together)."""
+        from mlpipe.secrets import redact
+
+        query = spec.query or (f"SELECT * FROM {spec.table}" if spec.table else None)
+        return cls(
+            path=path, dataset=schema, source=redact(str(spec.source)), digest=digest,
+            rows=rows, query=query,
+        )  # fmt: skip
 
 
 class ValidatedData(_Frozen):

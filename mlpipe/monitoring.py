@@ -19,6 +19,7 @@ import pandas as pd
 from mlpipe.config import Config, WindowConfig
 from mlpipe.data.datasets import dataset_name, is_builtin
 from mlpipe.io import tracking
+from mlpipe.io.sources import is_database, is_remote
 from mlpipe.learn.drift import DriftReport
 from mlpipe.reports import plots
 
@@ -30,12 +31,14 @@ def batch_store(config: Config) -> Path:
     """Where accepted batches of ``config``'s dataset live.
 
     ``schedule.batch_store``, else beside the source: ``<source>.batches``, a sibling of the
-    file, the folder or a glob's base folder (never inside what the source reads).
+    file, the folder or a glob's base folder (never inside what the source reads); for a
+    built-in dataset, a database or a URL, ``.mlpipe/batches/<dataset name>``.
     """
     if config.schedule.batch_store:
         return Path(config.schedule.batch_store)
     spec = config.dataset
-    if is_builtin(spec.source):
+    if is_builtin(spec.source) or is_database(spec.source) or is_remote(spec.source):
+        # Nothing local to sit beside: the project's own folder.
         return Path(".mlpipe") / "batches" / dataset_name(spec)
     source = Path(spec.source)
     plain = [part for part in source.parts if not _GLOB_CHARS & set(part)]

@@ -107,11 +107,14 @@ def data_problem(found: Recorded, digest: str) -> str | None:
 def missing_source(config: Config) -> str | None:
     """Why the recorded data cannot be found from here, if it cannot."""
     from mlpipe.data.datasets import is_builtin
+    from mlpipe.io.sources import is_database, is_remote
     from mlpipe.io.tables import is_dataset
 
     source = config.dataset.source
     if is_builtin(source) or Path(source).exists() or is_dataset(source):
         return None
+    if is_database(source) or is_remote(source):
+        return None  # read when training starts; the digest check says whether it changed
     where = "" if Path(source).is_absolute() else f" (a relative path, read from {Path.cwd()})"
     return f"the recorded data {source} is not found{where}"
 

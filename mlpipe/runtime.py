@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from mlpipe.secrets import redact, remember
+from mlpipe.secrets import hide, redact, remember
 
 # setdefault: anything the user exported wins.
 ENV_DEFAULTS = {
@@ -74,6 +74,10 @@ def configure_environment() -> None:
     for key, value in os.environ.items():
         if key.endswith(("_URI", "_URL")):
             remember(value)
+    # A data password the environment passes (or the CLI moved out of --data): hidden too.
+    for key in ("MLPIPE_DATA_PASSWORD", "PGPASSWORD"):
+        if os.environ.get(key):
+            hide(os.environ[key])
     # Libraries calling APIs that pandas 3 deprecates: their problem, not the user's.
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="mlflow")
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="great_expectations")

@@ -43,6 +43,12 @@ def remember(text: str) -> None:
             _known.update(p for p in (secret, *secret.split("@")) if len(p) >= MIN_PIECE)
 
 
+def hide(secret: str) -> None:
+    """Hide ``secret`` wherever it appears from now on (a password taken out of a URL)."""
+    if len(secret) >= MIN_PIECE:
+        _known.add(secret)
+
+
 def _structural(text: str) -> str:
     text = _USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)
     return _KEYWORD.sub(lambda m: f"{m['key']}{MASK}", text)

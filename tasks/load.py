@@ -10,7 +10,6 @@ from prefect import task
 
 from mlpipe import preflight
 from mlpipe.config import Config
-from mlpipe.data.datasets import is_builtin
 from mlpipe.data.ingest import Extra
 from mlpipe.handoff import LoadedData, RunContext
 from mlpipe.io import tracking
@@ -37,14 +36,7 @@ def load_data(
     if staged is None:
         extra = _window(config, run) if window else Extra()
         ingested, schema = preflight.prepare(config, raw, extra)
-        source = spec.source if is_builtin(spec.source) else str(spec.source)
-        data = LoadedData(
-            path=ingested.path,
-            dataset=schema,
-            source=source,
-            digest=ingested.digest,
-            rows=ingested.rows,
-        )
+        data = LoadedData.of(spec, ingested.path, schema, ingested.digest, ingested.rows)
     else:
         os.replace(staged.path, raw)
         data = staged.model_copy(update={"path": str(raw)})
@@ -58,6 +50,7 @@ def load_data(
         context="training",
         digest=data.digest,
         rows=data.rows,
+        query=data.query,
     )
     tracking.log_dict(run.run_id, schema.model_dump(mode="json"), SCHEMA_ARTIFACT)
     tags = {"mlpipe.dataset": schema.name, "mlpipe.task": schema.task}

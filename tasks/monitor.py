@@ -16,6 +16,7 @@ from prefect import task
 
 from mlpipe.config import Config
 from mlpipe.data.datasets import model_name
+from mlpipe.data.privacy import masker
 from mlpipe.data.roles import resolve_schema
 from mlpipe.errors import RegistryError
 from mlpipe.handoff import Assessment, TriggerDecision
@@ -46,7 +47,8 @@ def assess_batch(config: Config, data: str, run_id: str) -> Assessment:
     The drift table and plot go to the monitoring run ``run_id``; a batch that passed the
     gate and holds the target is kept in the batch store, for training windows.
     """
-    frame = read_table(data, config.dataset.encoding)
+    # Personal data hashed as it is read: kept batches, reports and drift tables never hold it.
+    frame = masker(config.dataset.pii)(read_table(data, config.dataset.encoding))
     name = model_name(config.dataset, config.tracking.model_name)
     try:
         served = resolve(name)

@@ -9,6 +9,7 @@ beside the output and scored on the cluster's workers by the same partition func
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import shutil
@@ -22,11 +23,13 @@ import pandas as pd
 from prefect import task
 
 from mlpipe.batch import Scored, score_partition
+from mlpipe.data.privacy import masker
 from mlpipe.errors import DataError, DataValidationError
 from mlpipe.handoff import BatchResult, PredictRequest, ServingModel
 from mlpipe.io import progress, tracking
 from mlpipe.io.engine import engine_for, shutdown
 from mlpipe.io.processes import owner, owner_alive
+from mlpipe.io.sources import beside, readable, writable
 from mlpipe.io.tables import (
     PartitionWriter,
     TableWriter,
@@ -49,6 +52,22 @@ def resolve_model(name: str, version: str | None) -> ServingModel:
     return resolve(name, version)
 
 
+@contextlib.contextmanager
+def staged(request: PredictRequest) -> Iterator[PredictRequest]:
+    """The request with local paths: a remote input copied here, a remote output uploaded.
+
+    The upload happens when the ``with`` body succeeds; local copies are always deleted.
+    """
+    with readable(request.input) as local_in, writable(request.output) as local_out:
+        yield request.model_copy(update={"input": local_in, "output": local_out})
+
+
+def published(result: BatchResult, request: PredictRequest) -> BatchResult:
+    """The result of a :func:`staged` request, naming where its files ended up."""
+    quarantine = result.quarantine and beside(request.output, result.quarantine)
+    return result.model_copy(update={"output": request.output, "quarantine": quarantine})
+
+
 @task(name="predict")
 def predict_file(model: ServingModel, request: PredictRequest, batch_run_id: str) -> BatchResult:
     """Validate, score and write the input chunk by chunk; log counts to the batch run."""
@@ -62,6 +81,7 @@ def predict_file(model: ServingModel, request: PredictRequest, batch_run_id: str
     target = Path(request.output)
     quarantine_path = target.with_name(f"{target.stem}.quarantine.parquet")
     total = Scored(request.batch_alpha)
+    mask = masker(model.dataset.pii)  # the quarantine is logged to MLflow: no personal data
     scored = _on_cluster if request.execution.engine == "dask" else _here
     rows = known_rows(request.input)
     of = f" of {rows:,}" if rows is not None else ""
@@ -71,7 +91,7 @@ def predict_file(model: ServingModel, request: PredictRequest, batch_run_id: str
         for i, ((out, bad), part) in enumerate(scored(model, request, suite)):
             total.merge(part)
             if len(bad):
-                quarantine.write(bad)
+                quarantine.write(mask(bad))
             if len(out):
                 writer.write(out)
             now = time.monotonic()

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from prefect import task
 
-from mlpipe.handoff import Evaluation, Registration, RunContext, Splits, TrainedModels
+from mlpipe.handoff import (
+    Evaluation,
+    LoadedData,
+    Registration,
+    RunContext,
+    Splits,
+    TrainedModels,
+)
 from mlpipe.io import tracking
 from mlpipe.io.tables import iter_partitions, write_parquet
 from mlpipe.packaging import (
@@ -30,7 +37,7 @@ def register_model(
     evaluation: Evaluation,
     splits: Splits,
     model_name: str,
-    digest: str,
+    data: LoadedData,
     run: RunContext,
 ) -> Registration:
     """Log the pyfunc (with the SHA-256 of its parts) and register it as a pending version."""
@@ -54,7 +61,8 @@ def register_model(
     tags = {
         "mlpipe.primary_metric": evaluation.primary_metric,
         "mlpipe.primary_value": f"{evaluation.primary_value:.6f}",
-        "mlpipe.dataset.digest": digest,
+        "mlpipe.dataset.digest": data.digest,
+        "mlpipe.dataset.source": data.source,
         "mlpipe.architecture": models.architecture,
         "mlpipe.decision": "pending",
         tracking.ELIGIBLE_TAG: "false",
@@ -62,6 +70,8 @@ def register_model(
         SPLIT_TAG: splits.spec.model_dump_json(),
         "mlpipe.sha256.preprocessor": hashes["preprocessor"],
     }
+    if data.query is not None:
+        tags["mlpipe.dataset.query"] = data.query
     version = tracking.register_version(uri, model_name, run.run_id, tags)
     example_path = write_parquet(example, run.path("input_example.parquet"))
     tracking.set_tags(

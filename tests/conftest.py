@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import logging
 import sys
+import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -68,3 +71,24 @@ def mixed_csv(tmp_path: Path) -> Path:
     path = tmp_path / "mixed.csv"
     make_mixed_frame().to_csv(path, index=False)
     return path
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def web_folder(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A plain HTTP server on a free loopback port, serving ``tmp_path / "www"``."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    handler = partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", folder
+    finally:
+        server.shutdown()
+        server.server_close()

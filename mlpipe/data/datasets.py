@@ -11,6 +11,7 @@ import pandas as pd
 
 from mlpipe.config import DatasetSpec, ImageSpec, TaskType
 from mlpipe.errors import DataError
+from mlpipe.io.sources import database_name, is_database, is_remote, iter_database, local_copy
 from mlpipe.io.tables import is_dataset, iter_table, read_table
 
 
@@ -114,7 +115,10 @@ def dataset_name(spec: DatasetSpec) -> str:
         return spec.name
     if is_builtin(spec.source):
         return spec.source
-    stem = re.sub(r"[^\w.\-]+", "_", Path(spec.source).stem).strip("._-") or "data"
+    stem = Path(spec.source.split("?", 1)[0].rstrip("/")).stem
+    if is_database(spec.source):
+        stem = (spec.table or "").rpartition(".")[2] or database_name(spec.source)
+    stem = re.sub(r"[^\w.\-]+", "_", stem).strip("._-") or "data"
     return re.sub(r"\.{2,}", ".", stem)
 
 
@@ -140,20 +144,21 @@ def load_source(spec: DatasetSpec) -> pd.DataFrame:
     """Load the raw table a dataset spec points at, whole.
 
     Args:
-        spec: Dataset spec whose ``source`` is a built-in name or a file path.
+        spec: Dataset spec whose ``source`` is a built-in name, a file path, a URL or a
+            database URL.
 
     Returns:
-        The raw table.
+        The raw table (``dataset.pii`` columns hashed, as :func:`iter_source` gives them).
 
     Raises:
-        DataError: Unknown built-in name or unreadable file.
+        DataError: Unknown built-in name or unreadable source.
     """
-    if is_builtin(spec.source):
-        return BUILTINS[spec.source].loader()
-    source = _source_path(spec)
-    if is_dataset(source):
-        return pd.concat(list(iter_table(source, 1 << 20, spec.encoding)), ignore_index=True)
-    return read_table(source, spec.encoding)
+    from mlpipe.data.privacy import masker
+
+    source = spec.source
+    if is_builtin(source) or is_database(source) or is_remote(source) or is_dataset(source):
+        return pd.concat(list(iter_source(spec, 1 << 20)), ignore_index=True)
+    return masker(spec.pii)(read_table(_source_path(spec), spec.encoding))
 
 
 def iter_source(
@@ -161,13 +166,28 @@ def iter_source(
 ) -> Iterator[pd.DataFrame]:
     """The source a dataset spec names, in blocks of at most ``rows`` rows.
 
-    A built-in dataset is one block; a file, directory or glob is read in blocks (``text``:
-    CSV columns read as text in every block).
+    A built-in dataset is one block; a database query or table is read through a server-side
+    cursor; a file, directory or glob is read in blocks (``text``: CSV columns read as text in
+    every block), a remote one from a local copy. Columns named in ``dataset.pii`` come out
+    hashed (:func:`mlpipe.data.privacy.mask`), so no stage ever sees their values.
 
     Raises:
         DataError: Unknown built-in name, or an unreadable source.
     """
+    from mlpipe.data.privacy import masker
+
+    mask = masker(spec.pii)
+    for block in _raw_blocks(spec, rows, text):
+        yield mask(block)
+
+
+def _raw_blocks(spec: DatasetSpec, rows: int, text: list[str] | None) -> Iterator[pd.DataFrame]:
     if is_builtin(spec.source):
         yield BUILTINS[spec.source].loader()
-        return
-    yield from iter_table(_source_path(spec), rows, spec.encoding, text)
+    elif is_database(spec.source):
+        yield from iter_database(spec.source, spec.query, spec.table, rows)
+    elif is_remote(spec.source):
+        with local_copy(spec.source) as local:
+            yield from iter_table(local, rows, spec.encoding, text)
+    else:
+        yield from iter_table(_source_path(spec), rows, spec.encoding, text)

@@ -255,6 +255,7 @@ def _blocks(
     The source's own first rows set the columns and their types, also when it is not read
     (``extra.reference`` false): a batch never decides what the training data looks like.
     """
+    from mlpipe.data.privacy import masker
     from mlpipe.io.tables import conform, iter_table
 
     like: pd.DataFrame | None = None
@@ -266,11 +267,12 @@ def _blocks(
         blocks = iter_source(spec, 1000, text)
         like = next(iter(blocks)).head(0)
         blocks.close()  # type: ignore[attr-defined]
+    mask = masker(spec.pii)  # batches kept before a column was listed in dataset.pii
     for path in extra.files:
         for block in iter_table(path, rows):
             assert like is not None
             try:
-                yield conform(block, like, f"accepted batch {path}")
+                yield mask(conform(block, like, f"accepted batch {path}"))
             except DataError as err:
                 raise DataError(
                     f"{err}: remove it from the batch store or narrow schedule.window"

@@ -25,6 +25,7 @@ from mlpipe.data.ingest import (
     identifiers_in,
     profile_frame,
 )
+from mlpipe.data.privacy import refusal, suspects
 from mlpipe.errors import ConfigError, DataError
 from mlpipe.serving.schema import Schema, TaskType, to_jsonable, to_numbers
 
@@ -402,11 +403,22 @@ def resolve_profiled(profile: Profile, spec: DatasetSpec, identify: Identify) ->
             )
     elif to_numbers(pd.Series(counts.index) if counts is not None else labels).isna().all():
         raise DataError(f"target column '{target}' holds no numbers for a regression")
-    ignore = list(dict.fromkeys([*spec.ignore, *(builtin.ignore if builtin else ())]))
-    named = [*(spec.numeric or []), *(spec.categorical or []), *ignore]
+    ignore = list(dict.fromkeys([*spec.ignore, *(builtin.ignore if builtin else ()), *spec.pii]))
+    named = [*(spec.numeric or []), *(spec.categorical or []), *ignore, *spec.allow_pii]
     absent = [c for c in named if c not in columns]
     if absent:
         raise DataError(f"configured columns not in the data: {', '.join(absent)}")
+    if target in spec.pii:
+        raise ConfigError(f"the target '{target}' is listed in dataset.pii: it cannot be hashed")
+    personal = [c for c in [*(spec.numeric or []), *(spec.categorical or [])] if c in spec.pii]
+    if personal:
+        raise ConfigError(
+            f"{', '.join(personal)} listed in dataset.pii and as features: personal data is "
+            "never a feature"
+        )
+    found = suspects(sample, [target, *spec.pii, *spec.allow_pii])
+    if found:
+        raise DataError(refusal(found))
     inferred_num, inferred_cat, ignored, identifiers = infer_roles(sample, target, ignore, identify)
     # Explicit roles win over inference; the remaining columns keep their inferred role.
     explicit_num, explicit_cat = list(spec.numeric or []), list(spec.categorical or [])
@@ -469,4 +481,5 @@ def resolve_profiled(profile: Profile, spec: DatasetSpec, identify: Identify) ->
         pixel_columns=pixels,
         leakage=leaks,
         identifiers=identifiers,
+        pii=list(spec.pii),
     )

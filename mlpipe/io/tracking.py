@@ -489,6 +489,25 @@ def load_dict(run_id: str, artifact_file: str) -> Any | None:
 DATASET_SAMPLE_ROWS = 10_000
 
 
+def _dataset_source(source: str, query: str | None) -> Any:
+    """What MLflow records as the dataset's source: the path or URL, or the database query.
+
+    MLflow resolves plain paths, built-in names and http(s) URLs itself; a database URL (or
+    any scheme it has no resolver for) is recorded as a code source holding the URL (redacted)
+    and the query.
+    """
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    if query is None:
+        try:
+            return resolve_dataset_source(source)
+        except Exception:
+            pass
+    tags = {"url": source} if query is None else {"url": source, "query": query[:MAX_TAG_LENGTH]}
+    return CodeDatasetSource(tags=tags)
+
+
 @_guard
 def log_dataset(
     run_id: str,
@@ -500,6 +519,7 @@ def log_dataset(
     context: str,
     digest: str,
     rows: int | None = None,
+    query: str | None = None,
 ) -> None:
     """Record the input dataset on the run (``log_input``) plus its full-content digest tag.
 
@@ -512,6 +532,7 @@ def log_dataset(
         context: ``training`` or ``inference``.
         digest: Full-content SHA-256 (MLflow's own digest covers only the first rows).
         rows: Rows of the whole table, when known (``frame`` may be a sample).
+        query: The SQL that produced the table (a database source), logged with it.
     """
     import warnings
 
@@ -526,14 +547,19 @@ def log_dataset(
         # MLflow profiles what it is given; the schema and a sample are what the UI shows, and
         # the full-content digest (below) identifies the data.
         dataset = from_pandas(
-            frame.head(DATASET_SAMPLE_ROWS), source=redact(source), name=name, targets=target
+            frame.head(DATASET_SAMPLE_ROWS),
+            source=_dataset_source(redact(source), query),
+            name=name,
+            targets=target,
         )
         entity = dataset._to_mlflow_entity()
     input_tags = [InputTag(key="mlflow.data.context", value=context)]
     _retry_on_conflict(
         lambda: _client().log_inputs(run_id, datasets=[DatasetInput(entity, input_tags)])
     )
-    tags = {"mlpipe.dataset.digest": digest}
+    tags = {"mlpipe.dataset.digest": digest, "mlpipe.dataset.source": redact(source)}
+    if query is not None:
+        tags["mlpipe.dataset.query"] = query
     if rows is not None:
         tags["mlpipe.dataset.rows"] = str(rows)
     set_tags(run_id, tags)
@@ -622,7 +648,8 @@ def register_version(model_uri: str, name: str, run_id: str, tags: dict[str, str
 
     # register_model resolves a logged model's `models:/m-...` URI to its model id, which a
     # tracking server requires (the local store accepts the bare URI, a server does not).
-    mv = mlflow.register_model(model_uri, name, tags=tags)
+    safe = {k: redact(str(v))[:MAX_TAG_LENGTH] for k, v in tags.items()}
+    mv = mlflow.register_model(model_uri, name, tags=safe)
     if str(mv.run_id) != run_id:
         raise RegistryError(f"registered {name} v{mv.version} points at run {mv.run_id}")
     return str(mv.version)
@@ -989,16 +1016,25 @@ def current_uri() -> str:
 
 @_guard
 def log_input_file(
-    run_id: str, path: Path, name: str, digest: str, encoding: str = "auto", sample_rows: int = 1000
+    run_id: str,
+    path: Path,
+    name: str,
+    digest: str,
+    encoding: str = "auto",
+    source: str | None = None,
+    sample_rows: int = 1000,
 ) -> None:
-    """Record an input file on a run (``log_input`` with its schema from the first rows)."""
+    """Record an input file on a run (``log_input`` with its schema from the first rows).
+
+    ``source``: where the file came from, when ``path`` is a local copy (a URL).
+    """
     from mlpipe.io.tables import head
 
     sample = head(path, sample_rows, encoding)
     log_dataset(
         run_id,
         sample,
-        source=str(path.resolve()),
+        source=source if source and "://" in source else str(path.resolve()),
         name=name,
         target=None,
         context="inference",

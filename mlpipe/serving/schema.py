@@ -28,6 +28,8 @@ class Schema(BaseModel):
         pixel_columns: Pixel columns for image datasets.
         leakage: Columns that restate the target (moved to ``ignore``).
         identifiers: Columns recognised as row identifiers (moved to ``ignore``).
+        pii: Columns of personal data (``dataset.pii``; in ``ignore``, hashed wherever rows
+            are stored).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -42,6 +44,7 @@ class Schema(BaseModel):
     pixel_columns: list[str] = []
     leakage: list[str] = []
     identifiers: list[str] = []
+    pii: list[str] = []
 
     @property
     def features(self) -> list[str]:
