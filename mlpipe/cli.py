@@ -576,7 +576,8 @@ def _resolve_validation_suite(
         if served.suite is None:
             raise ConfigError(f"{args.model} v{served.version} has no stored suite")
         target = served.dataset.target
-        return batch_suite(served.suite, target, target in frame.columns), served.dataset, served
+        checks = batch_suite(served.suite, target, target in frame.columns, served.dataset.pii)
+        return checks, served.dataset, served
     schema: Any = None
     with contextlib.suppress(MlpipeError):  # validation needs no target; drift does
         schema = resolve_schema(frame, config.dataset)

@@ -19,7 +19,8 @@ _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"]*:)(?P<s
 # ?password=...&, ;password=..., and keyword connection strings "host=x password=y".
 _KEYWORD = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
-    r"secret[_-]?key|auth)=)(?P<value>[^&\s;,'\"]+)",
+    r"secret[_-]?key|auth|signature|sig|x-amz-signature|x-amz-credential|"
+    r"x-amz-security-token|x-goog-signature|x-goog-credential)=)(?P<value>[^&\s;,'\"]+)",
     re.IGNORECASE,
 )
 

@@ -58,7 +58,7 @@ def assess_batch(config: Config, data: str, run_id: str) -> Assessment:
         suite = training_suite(schema, config.dataset.expectations)
     if suite is None:
         suite = training_suite(schema, config.dataset.expectations)
-    checks = batch_suite(suite, schema.target, has_target=schema.target in frame.columns)
+    checks = batch_suite(suite, schema.target, schema.target in frame.columns, schema.pii)
     tally = MostlyTally(config.validation.batch_alpha)
     report = run_checks(frame, checks, config.validation.engine)
     passing, _, outcome = apply_gate(frame, report, config.validation.max_quarantine_rate, tally)

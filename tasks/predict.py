@@ -72,7 +72,9 @@ def published(result: BatchResult, request: PredictRequest) -> BatchResult:
 def predict_file(model: ServingModel, request: PredictRequest, batch_run_id: str) -> BatchResult:
     """Validate, score and write the input chunk by chunk; log counts to the batch run."""
     suite = (
-        batch_suite(model.suite, model.dataset.target, has_target=False) if model.suite else None
+        batch_suite(model.suite, model.dataset.target, False, model.dataset.pii)
+        if model.suite
+        else None
     )
     if suite is None:
         log.warning(

@@ -290,6 +290,7 @@ def _ingest(
     """One pass; the CSV columns to read as text instead, if it found any (nothing kept)."""
     import shutil
 
+    from mlpipe.io.sources import is_database
     from mlpipe.io.tables import CSV_SUFFIXES, is_dataset
 
     csv = not is_builtin(spec.source) and not is_dataset(spec.source)
@@ -313,6 +314,9 @@ def _ingest(
                     "the training window holds no rows: schedule.window.reference is false "
                     "and no accepted batch is in the window"
                 )
+            if is_database(spec.source):
+                what = f"table {spec.table}" if spec.table else "dataset.query"
+                raise DataError(f"{what} returned no rows from {spec.source}")
             raise DataError(f"data file has a header but no rows: {spec.source}")
         path = writer.commit()
     if csv and writer.as_text and text is None:

@@ -44,13 +44,23 @@ NAME_MIN_DISTINCT = 20
 NAME_DISTINCT_SHARE = 0.3
 
 _HASHED = re.compile(rf"{HASH_PREFIX}[0-9a-f]{{{HASH_CHARS}}}")
-_EMAIL = re.compile(r"^[A-Za-z0-9._%+\-']+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}$")
-# Digits with the separators people write phone numbers with; at least 9 digits, and either a
-# leading "+" or a separator, so a plain number column is not taken for phones.
-_PHONE = re.compile(r"^(?=(?:\D*\d){9,15}\D*$)\+?[\d\s().\-/]{9,25}$")
+# Any script: "josé@exämple.de" is an address too.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)*\.[^\W\d_]{2,}$")
+EMAIL_SHARE = 0.5  # an address is unmistakable: half a column of them is enough
+# Digits with the separators people write phone numbers with: 10-15 digits (a ZIP+4 code has
+# 9), and either a leading "+" or a separator, so a plain number column is not taken for phones.
+_PHONE = re.compile(
+    r"^(?=(?:\D*\d){10,15}\D*$)\+?[\d\s().\-/]{10,25}(?:\s*(?:x|ext\.?)\s*\d{1,5})?$"
+)
 _PHONE_SHAPE = re.compile(r"^\+|[\s().\-/]")
+_NOT_PHONE = re.compile(
+    r"^\d{1,3}(?:\.\d{1,3}){3}$|^97[89][\-\s]?(?:\d[\-\s]?){9}\d$"
+)  # IPv4, ISBN
 _CARD = re.compile(r"^(?:\d[ \-]?){12,18}\d$")
-_NAME = re.compile(r"^[A-Z][a-z'\-]+(?: [A-Z]\.?)?(?: [A-Z][a-z'\-]+){1,2}$")
+# Two or three capitalised words in any script ("José García", "O'Brien", "McDonald"), or
+# "Last, First".
+_WORD = r"[^\W\d_][^\W\d_'\-]*(?:['\-][^\W\d_]+)*"
+_NAME = re.compile(rf"^{_WORD}(?:,? {_WORD}\.?){{1,2}}$")
 
 
 def _salt() -> bytes:
@@ -79,7 +89,7 @@ def hash_values(series: pd.Series, salt: bytes) -> pd.Series:
     hashing twice changes nothing.
     """
     present = series.notna()
-    text = series[present].astype("str")
+    text = _canonical_text(series[present])
     uniques = pd.unique(text.to_numpy())
     table = {
         v: v
@@ -90,6 +100,24 @@ def hash_values(series: pd.Series, salt: bytes) -> pd.Series:
     out = pd.Series(pd.NA, index=series.index, dtype="str")
     out[present] = text.map(table)
     return out
+
+
+def _canonical_text(values: pd.Series) -> pd.Series:
+    """Values as the text that is hashed: a number the same however its block was typed.
+
+    A whole number read as a float (its block had a missing value) is written as an integer,
+    so 5551234567 and 5551234567.0 hash alike.
+    """
+    if pd.api.types.is_float_dtype(values.dtype):
+        whole = np.isfinite(values) & (values == np.round(values))
+        text = values.astype("str")
+        text[whole] = values[whole].map(lambda v: str(int(v)))
+        return text
+    if values.dtype == object:
+        return values.map(
+            lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+        )
+    return values.astype("str")
 
 
 def masker(columns: Sequence[str]) -> Callable[[pd.DataFrame], pd.DataFrame]:
@@ -120,6 +148,11 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _capitalised(value: str) -> bool:
+    """Every word starts with a capital ("Ann Lee", "ANN LEE", "Lee, Ann")."""
+    return all(w[0].isupper() for w in value.replace(",", " ").split())
+
+
 def _kind(values: pd.Series) -> str | None:
     """What personal data ``values`` (non-missing, as text) look like, if any."""
     n = len(values)
@@ -129,21 +162,25 @@ def _kind(values: pd.Series) -> str | None:
     def share(mask: pd.Series | np.ndarray) -> float:
         return float(np.mean(mask))
 
-    if share(values.str.fullmatch(_EMAIL)) >= SHARE:
+    if share(values.str.fullmatch(_EMAIL)) >= EMAIL_SHARE:
         return "e-mail addresses"
     cards = values[values.str.fullmatch(_CARD)]
     if len(cards) >= SHARE * n:
         digits = cards.str.replace(r"\D", "", regex=True)
         if share(digits.map(_luhn)) * len(cards) >= SHARE * n:
             return "card numbers"
-    phones = values.str.fullmatch(_PHONE) & values.str.contains(_PHONE_SHAPE)
+    phones = (
+        values.str.fullmatch(_PHONE)
+        & values.str.contains(_PHONE_SHAPE)
+        & ~values.str.fullmatch(_NOT_PHONE)
+    )
     if share(phones) >= SHARE:
         return "phone numbers"
     distinct = values.nunique()
     if (
         distinct >= NAME_MIN_DISTINCT
         and distinct >= NAME_DISTINCT_SHARE * n
-        and share(values.str.fullmatch(_NAME)) >= SHARE
+        and share(values.str.fullmatch(_NAME) & values.map(_capitalised)) >= SHARE
     ):
         return "people's names"
     return None

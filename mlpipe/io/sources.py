@@ -52,23 +52,27 @@ def display_url(url: str) -> str:
     return redact(url)
 
 
+# scheme://user:password@rest, the password running to the LAST "@" (users paste passwords
+# with an unescaped "@"; SQLAlchemy would cut at the first one and keep the rest as the user).
+_CREDENTIALS = re.compile(
+    r"^(?P<head>[^:/]+://)(?P<user>[^:/@]*):(?P<password>.*)@(?P<rest>[^@]*)$"
+)
+
+
 def split_password(url: str) -> tuple[str, str | None]:
     """A database URL without its password, and the password (``None``: it had none).
 
     The command line accepts ``--data postgresql://user:secret@host/db``; the password goes
-    to the environment of this process (:data:`PASSWORD_ENV`) and never into the config.
+    to the environment of this process (:data:`PASSWORD_ENV`) and never into the config. A
+    percent-encoded password is decoded; an unescaped "@" or "/" in it is kept.
     """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from urllib.parse import unquote
 
-    try:
-        parsed = make_url(_dialect(url))
-    except (ArgumentError, ValueError) as err:
-        raise DataError(f"not a database URL: {display_url(url)} ({err})") from None
-    if parsed.password is None:
+    match = _CREDENTIALS.match(url)
+    if match is None:
         return url, None
-    bare = parsed._replace(password=None).render_as_string(hide_password=False)
-    return bare, str(parsed.password)
+    user = f"{match['user']}@" if match["user"] else ""
+    return f"{match['head']}{user}{match['rest']}", unquote(match["password"])
 
 
 def _dialect(url: str) -> str:
@@ -97,8 +101,31 @@ def _engine(url: str) -> Any:
     secret = os.environ.get(PASSWORD_ENV)
     if secret and parsed.password is None:
         parsed = parsed.set(password=secret)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        # Read-only: a query can change nothing, and a mistyped path creates no empty file.
+        parsed = parsed.set(database=f"file:{parsed.database}?mode=ro", query={"uri": "true"})
     # NullPool: the connection closes with the read; nothing lingers in a long-lived process.
     return create_engine(parsed, poolclass=NullPool)
+
+
+_COMMENTS = re.compile(r"(--[^\n]*\n?|/\*.*?\*/|\s+)", re.DOTALL)
+_READING = ("select", "with", "values", "table", "(")
+
+
+def check_query(query: str) -> str:
+    """The query, if it only reads (it starts with SELECT, WITH, VALUES or TABLE).
+
+    Raises:
+        DataError: Anything else (``DROP``, ``DELETE``, ``CALL``, ...): ``dataset.query`` is
+            the data to train on, never a change to the database.
+    """
+    start = _COMMENTS.sub(" ", query).strip().lower()
+    if not start.startswith(_READING):
+        word = (start.split() or ["(empty)"])[0]
+        raise DataError(
+            f"dataset.query must read data (SELECT, WITH, VALUES or TABLE), not {word.upper()}"
+        )
+    return query
 
 
 def _statement(query: str | None, table: str | None) -> Any:
@@ -106,24 +133,42 @@ def _statement(query: str | None, table: str | None) -> Any:
     from sqlalchemy import table as table_clause
 
     if query:
-        return text(query)
+        # A colon is SQL here (':: casts', "'a :b'"), never a bind parameter.
+        return text(re.sub(r"(?<![:\\]):(?!:)", r"\\:", check_query(query)))
     assert table
     schema, _, name = table.rpartition(".")
     return select(literal_column("*")).select_from(table_clause(name, schema=schema or None))
 
 
+def _text_of(value: Any) -> Any:
+    """A driver's Python object as stable text: bytes as hex, JSON and arrays as JSON."""
+    import json
+
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
-    """Values a driver returns as Python objects (UUIDs, JSON, arrays, bytes) made text."""
-    out = frame
+    """A block with stable, storable types.
+
+    Python objects a driver returns (UUIDs, JSON, arrays, bytes) become text that is the same
+    on every read (a ``memoryview``'s repr holds its address); durations (intervals) become
+    seconds.
+    """
+    out = frame.copy(deep=False)
     for col in frame.columns:
         series = frame[col]
-        if series.dtype != object:
-            continue
-        values = series.dropna()
-        if len(values) and not all(isinstance(v, str) for v in values.head(1000)):
-            if out is frame:
-                out = frame.copy()
-            out[col] = series.map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        if pd.api.types.is_timedelta64_dtype(series.dtype):
+            out[col] = series.dt.total_seconds()
+        elif series.dtype == object:
+            values = series.dropna()
+            if len(values) and not all(isinstance(v, str) for v in values):
+                out[col] = series.map(_text_of)
     return out
 
 
@@ -140,18 +185,29 @@ def iter_database(
 
     where = display_url(url)
     what = f"table {table}" if table else "the query"
+    statement = _statement(query, table)
     engine = _engine(url)
     try:
         with engine.connect() as conn:
-            streaming = conn.execution_options(stream_results=True, max_row_buffer=rows)
-            reader = pd.read_sql(_statement(query, table), streaming, chunksize=rows)
+            options: dict[str, Any] = {"stream_results": True, "max_row_buffer": rows}
+            if engine.dialect.name == "postgresql":
+                options["postgresql_readonly"] = True  # a query can change nothing
+            streaming = conn.execution_options(**options)
+            reader = pd.read_sql(statement, streaming, chunksize=rows)
             empty = True
             for block in reader:
                 empty = False
                 block.columns = [str(c) for c in block.columns]
+                names = list(block.columns)
+                dupes = sorted({n for n in names if names.count(n) > 1})
+                if dupes:
+                    raise DataError(
+                        f"{what} on {where} returns duplicate column names: "
+                        f"{', '.join(dupes)} (name them apart with AS)"
+                    )
                 yield _plain(block)
             if empty:
-                raise DataError(f"{what} on {where} returned no rows")  # no columns either
+                raise DataError(f"{what} on {where} returned no rows")
     except (SQLAlchemyError, pd.errors.DatabaseError) as err:
         # pandas wraps the driver's error; the driver's first line says what is wrong.
         cause: BaseException = err.__cause__ or err
@@ -164,11 +220,20 @@ def iter_database(
         engine.dispose()
 
 
+HTTP_STALL_SECONDS = 120  # a web server silent this long fails the read (never hangs)
+
+
 def _filesystem(url: str) -> tuple[Any, str]:
     import fsspec
 
+    options: dict[str, Any] = {}
+    if url.lower().startswith(("http://", "https://")):
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(sock_connect=30, sock_read=HTTP_STALL_SECONDS)
+        options["client_kwargs"] = {"timeout": timeout}
     try:
-        return fsspec.core.url_to_fs(url)
+        return fsspec.core.url_to_fs(url, **options)
     except (ImportError, ValueError) as err:
         # An unknown protocol, or one whose package is not installed (s3fs, gcsfs, ...).
         raise DataError(f"cannot open {display_url(url)}: {err}") from None
@@ -221,7 +286,9 @@ def local_copy(url: str) -> Iterator[Path]:
     try:
         for name in files:
             rel = name[len(base) :].lstrip("/") if name.startswith(base) else Path(name).name
-            target = folder / (rel or Path(name).name)
+            # A signed URL's query string is not part of the file's name.
+            rel = rel.split("?", 1)[0] or "data"
+            target = folder / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with fs.open(name, "rb", block_size=COPY_BLOCK) as src, open(target, "wb") as dst:
@@ -230,13 +297,22 @@ def local_copy(url: str) -> Iterator[Path]:
                 raise DataError(f"data not found: {display_url(url)}") from None
             except OSError as err:
                 raise DataError(f"cannot read {display_url(url)}: {redact(str(err))}") from None
+            if single and not target.suffix:
+                # An export endpoint or a redirect names no type: Parquet has a magic number.
+                with open(target, "rb") as f:
+                    kind = ".parquet" if f.read(4) == b"PAR1" else ".csv"
+                target = target.rename(target.with_name(target.name + kind))
         yield target if single else folder
+    except DataError as err:
+        # The reader names the local copy: name the URL instead.
+        local = str(target) if single else str(folder)
+        raise DataError(str(err).replace(local, display_url(url))) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def upload(local: str | Path, url: str) -> None:
-    """Copy a local file to a remote URL, as one object that appears whole when done.
+    """Copy a local file to a remote URL.
 
     Raises:
         DataError: The filesystem refuses the write.
@@ -264,13 +340,18 @@ def check_writable_url(target: str) -> None:
     Raises:
         DataError: The protocol is read-only or cannot be opened.
     """
-    fs, _ = _filesystem(target)
+    fs, path = _filesystem(target)
     protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
     if protocols & {"http", "https"}:
         raise DataError(
             f"cannot write {display_url(target)}: http(s) URLs are read-only; write to a file "
             "or to a writable URL (s3://, gs://, file://, ...)"
         )
+    try:
+        # As for a local output, its folder is made (a no-op on object stores).
+        fs.makedirs(path.rstrip("/").rpartition("/")[0], exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot write {display_url(target)}: {redact(str(err))}") from None
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -249,26 +250,54 @@ def training_suite(schema: Schema, explicit: str | None) -> dict[str, Any]:
             schema.name,
         )
         return structural_suite(schema)
-    return load_suite(path)
+    return hashed_columns(load_suite(path), schema.pii)
 
 
-def batch_suite(suite: dict[str, Any], target: str, has_target: bool) -> dict[str, Any]:
+# What a hashed column still has: presence, missing values, uniqueness (hashes keep equality).
+_HASH_SAFE = {
+    "expect_column_to_exist",
+    "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_unique",
+}
+
+
+def hashed_columns(suite: dict[str, Any], pii: Sequence[str]) -> dict[str, Any]:
+    """The suite without value checks on personal-data columns (their values are hashes).
+
+    A suite written before a column was listed in ``dataset.pii`` checks its raw values (a
+    set of islands, a range); hashed values would fail every row.
+    """
+    if not pii:
+        return suite
+    kept = [
+        exp
+        for exp in suite["expectations"]
+        if exp.get("kwargs", {}).get("column") not in pii or exp["type"] in _HASH_SAFE
+    ]
+    return {**suite, "expectations": kept}
+
+
+def batch_suite(
+    suite: dict[str, Any], target: str, has_target: bool, pii: Sequence[str] = ()
+) -> dict[str, Any]:
     """A training suite for a new batch.
 
     Whole-table row counts are dropped (a batch's size says nothing about quality), and so are
-    the target's checks when the batch carries no target (new inputs to score).
+    the target's checks when the batch carries no target (new inputs to score), and every
+    check of a personal-data column (``pii``: never a feature, so a batch need not send it).
     """
     kept = []
+    dropped = {*pii, *([] if has_target else [target])}
     for exp in suite["expectations"]:
         kwargs = dict(exp.get("kwargs", {}))
         if exp["type"] in TABLE_EXPECTATIONS:
             continue
-        if not has_target:
-            if kwargs.get("column") == target:
+        if dropped:
+            if kwargs.get("column") in dropped:
                 continue
             for key in ("column_set", "column_list"):
                 if key in kwargs:
-                    kwargs[key] = [c for c in kwargs[key] if c != target]
+                    kwargs[key] = [c for c in kwargs[key] if c not in dropped]
         kept.append({**exp, "kwargs": kwargs})
     return {**suite, "expectations": kept}
 

@@ -73,6 +73,9 @@ def test_suspects_name_each_kind_of_personal_data():
         ["Adelie", "Gentoo", "Chinstrap"] * 40,  # a category of capitalised words
         ["New York", "Los Angeles", "San Francisco", "Las Vegas"] * 30,  # few distinct places
         [f"{1.5 + i / 100:.2f}" for i in range(100)],  # decimals
+        [f"{10000 + i}-{1000 + i}" for i in range(100)],  # ZIP+4 codes
+        [f"10.1.{i // 10}.{i % 10}" for i in range(100)],  # IPv4 addresses
+        [f"978-3-16-{148400 + i}-0" for i in range(100)],  # ISBN-13s
     ],
 )
 def test_ordinary_columns_are_not_taken_for_personal_data(values):
@@ -156,3 +159,60 @@ def test_no_salt_file_is_made_when_nothing_is_listed(monkeypatch, tmp_path):
     frame = pd.DataFrame({"a": [1]})
     assert privacy.masker([])(frame) is frame
     assert not os.path.exists(tmp_path / ".mlpipe")
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [
+        (
+            [
+                f"{f} {s}"
+                for f in ("José", "Zoë", "Ömer", "Łukasz", "Ana")
+                for s in ("García", "O'Brien", "McDonald", "Nowak-Kowalska", "Smith")
+            ],
+            "people's names",
+        ),
+        (
+            [
+                f"{s.upper()}, {f.upper()}"
+                for f in ("ANN", "BOB", "CY", "DI", "ED")
+                for s in ("LEE", "KIM", "ROY", "DAY", "FOX")
+            ],
+            "people's names",
+        ),
+        ([f"josé{i}@exämple.de" for i in range(60)] + ["n/a"] * 25, "e-mail addresses"),
+        ([f"(030) 555-{1000 + i} ext. 12" for i in range(50)], "phone numbers"),
+    ],
+)
+def test_names_addresses_and_phones_in_other_shapes_are_found(values, kind):
+    assert privacy.suspects(pd.DataFrame({"c": values})) == {"c": kind}
+
+
+def test_a_number_hashes_alike_whether_its_block_read_it_as_integer_or_float():
+    as_int = privacy.hash_values(pd.Series([5551234567], dtype="int64"), b"k")
+    as_float = privacy.hash_values(pd.Series([5551234567.0, None]), b"k")
+    as_object = privacy.hash_values(pd.Series([5551234567.0, "x"], dtype=object), b"k")
+    assert as_int[0] == as_float[0] == as_object[0]
+
+
+def test_value_checks_of_hashed_columns_leave_the_suite():
+    from mlpipe.quality.suites import batch_suite, hashed_columns
+
+    suite = {
+        "name": "s",
+        "expectations": [
+            {"type": "expect_column_to_exist", "kwargs": {"column": "email"}},
+            {"type": "expect_column_values_to_be_in_set",
+             "kwargs": {"column": "email", "value_set": ["a@b.org"]}},
+            {"type": "expect_column_values_to_be_in_set",
+             "kwargs": {"column": "city", "value_set": ["Berlin"]}},
+            {"type": "expect_table_columns_to_match_set",
+             "kwargs": {"column_set": ["email", "city", "y"]}},
+        ],
+    }  # fmt: skip
+    kept = [e["type"] for e in hashed_columns(suite, ["email"])["expectations"]]
+    assert kept == ["expect_column_to_exist", "expect_column_values_to_be_in_set",
+                    "expect_table_columns_to_match_set"]  # fmt: skip
+    batch = batch_suite(suite, "y", has_target=False, pii=["email"])["expectations"]
+    assert [e["kwargs"].get("column") for e in batch] == ["city", None]
+    assert batch[1]["kwargs"]["column_set"] == ["city"]  # a batch need not send personal data

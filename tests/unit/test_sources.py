@@ -82,6 +82,9 @@ def test_an_unreachable_database_never_shows_the_password(monkeypatch):
 def test_the_password_leaves_the_url():
     bare, password = sources.split_password("postgresql://me:p%40ss@db:5432/shop")
     assert (bare, password) == ("postgresql://me@db:5432/shop", "p@ss")
+    # An unescaped "@" or "/" belongs to the password (the last "@" ends it), not to the user.
+    bare, password = sources.split_password("postgresql://me:SE@C/R@db/shop?sslmode=disable")
+    assert (bare, password) == ("postgresql://me@db/shop?sslmode=disable", "SE@C/R")
     assert sources.split_password("sqlite:///x.db") == ("sqlite:///x.db", None)
     assert sources.is_database("postgres://me@db/shop")
     assert sources.is_remote("https://host/x.csv") and not sources.is_remote("sqlite:///x.db")
@@ -129,3 +132,64 @@ def test_a_remote_folder_of_parquet_files(tmp_path):
 def test_an_unknown_protocol_is_one_line():
     with pytest.raises(DataError, match=r"cannot open nosuchfs://bucket/x\.csv"):
         load_source(DatasetSpec(source="nosuchfs://bucket/x.csv"))
+
+
+def test_a_query_can_only_read(shop_db: str, tmp_path: Path):
+    for query in (
+        "DROP TABLE orders",
+        "  -- cleanup\n DELETE FROM orders",
+        "UPDATE orders SET id=1",
+    ):
+        spec = DatasetSpec(source=shop_db, query=query, target="bought")
+        with pytest.raises(DataError, match=r"^dataset\.query must read data"):
+            list(iter_source(spec, 100))
+    with sqlite3.connect(tmp_path / "shop.db") as con:
+        assert con.execute("SELECT count(*) FROM orders").fetchone() == (2500,)
+    # A mistyped SQLite path is an error, not a new empty database.
+    spec = DatasetSpec(source=f"sqlite:///{tmp_path / 'typo.db'}", table="orders")
+    with pytest.raises(DataError, match="unable to open database file"):
+        list(iter_source(spec, 100))
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_colons_are_sql_and_duplicate_names_are_refused(shop_db: str):
+    spec = DatasetSpec(
+        source=shop_db, query="SELECT id, 'at 10:30' AS note FROM orders ORDER BY id LIMIT 3"
+    )
+    assert load_source(spec)["note"].tolist() == ["at 10:30"] * 3
+    spec = DatasetSpec(source=shop_db, query="SELECT id, id FROM orders")
+    with pytest.raises(DataError, match="duplicate column names: id"):
+        list(iter_source(spec, 100))
+
+
+def test_driver_objects_become_the_same_text_on_every_read():
+    import datetime as dt
+
+    frame = pd.DataFrame(
+        {
+            "blob": [memoryview(b"\x00\xff"), None],
+            "doc": [{"b": 1, "a": [1, 2]}, None],
+            "wait": pd.to_timedelta([dt.timedelta(days=1), None]),
+        }
+    )
+    plain = sources._plain(frame)
+    assert plain["blob"].tolist()[0] == "00ff"
+    assert plain["doc"].tolist()[0] == '{"a": [1, 2], "b": 1}'
+    assert plain["wait"].tolist()[0] == 86400.0
+
+
+def test_a_remote_name_without_a_type_or_with_a_query_string(web_folder):
+    url, folder = web_folder
+    pd.DataFrame({"v": np.arange(6)}).to_parquet(folder / "export")
+    assert len(load_source(DatasetSpec(source=f"{url}/export"))) == 6  # Parquet by its magic
+    pd.DataFrame({"v": np.arange(4)}).to_csv(folder / "x.csv", index=False)
+    assert len(load_source(DatasetSpec(source=f"{url}/x.csv?version=2"))) == 4
+    (folder / "page.html").write_text("<html></html>")
+    with pytest.raises(DataError) as err:
+        load_source(DatasetSpec(source=f"{url}/page.html"))
+    assert f"{url}/page.html" in str(err.value) and "mlpipe-remote" not in str(err.value)
+
+
+def test_a_remote_output_folder_is_made_before_any_work(tmp_path):
+    sources.check_writable_url(f"file://{tmp_path}/new/folder/out.parquet")
+    assert (tmp_path / "new" / "folder").is_dir()
