@@ -289,5 +289,6 @@ def check_drop_rate(stats: CleanStats, max_rate: float) -> None:
         raise DataError(
             f"cleaning dropped {stats.rows_in - stats.rows_kept} of {stats.rows_in} rows "
             f"({stats.drop_rate:.1%} > clean.max_drop_rate {max_rate:.0%}; {reasons}): "
-            "check how the file was read (delimiter, decimal mark, header) before training"
+            "check how the data was read (a file's delimiter, decimal mark, header; a query's "
+            "joins) before training"
         )

@@ -104,28 +104,59 @@ def _engine(url: str) -> Any:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         # Read-only: a query can change nothing, and a mistyped path creates no empty file.
         parsed = parsed.set(database=f"file:{parsed.database}?mode=ro", query={"uri": "true"})
+    connect: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg2":
+        # Read-only for the whole session, beside the read-only transaction of each read.
+        connect["options"] = "-c default_transaction_read_only=on"
     # NullPool: the connection closes with the read; nothing lingers in a long-lived process.
-    return create_engine(parsed, poolclass=NullPool)
+    return create_engine(parsed, poolclass=NullPool, connect_args=connect)
 
 
 _COMMENTS = re.compile(r"(--[^\n]*\n?|/\*.*?\*/|\s+)", re.DOTALL)
 _READING = ("select", "with", "values", "table", "(")
+# What SQL text is made of, for finding a ";" that ends a statement: quoted strings (with ''
+# inside), quoted names, dollar-quoted bodies ($$...$$, $tag$...$tag$), comments, and the rest.
+_SQL_TOKEN = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\$\w*\$).*?\1|--[^\n]*|/\*.*?\*/|;|[^'\"$;/-]+|.",
+    re.DOTALL,
+)
+
+
+def _statements(query: str) -> list[str]:
+    """The statements of ``query``, split at each ";" outside strings and comments."""
+    parts: list[str] = []
+    current: list[str] = []
+    for match in _SQL_TOKEN.finditer(query):
+        if match.group(0) == ";":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(match.group(0))
+    parts.append("".join(current))
+    return [p for p in parts if _COMMENTS.sub(" ", p).strip()]
 
 
 def check_query(query: str) -> str:
-    """The query, if it only reads (it starts with SELECT, WITH, VALUES or TABLE).
+    """The query, if it is one statement that only reads (SELECT, WITH, VALUES or TABLE).
 
     Raises:
-        DataError: Anything else (``DROP``, ``DELETE``, ``CALL``, ...): ``dataset.query`` is
-            the data to train on, never a change to the database.
+        DataError: More than one statement (a ``COMMIT`` between them would end the read-only
+            transaction), or anything else than a read (``DROP``, ``DELETE``, ``CALL``, ...):
+            ``dataset.query`` is the data to train on, never a change to the database.
     """
-    start = _COMMENTS.sub(" ", query).strip().lower()
+    statements = _statements(query)
+    if len(statements) > 1:
+        raise DataError(
+            f"dataset.query holds {len(statements)} statements: give one SELECT (a trailing "
+            "';' is fine)"
+        )
+    start = _COMMENTS.sub(" ", statements[0] if statements else "").strip().lower()
     if not start.startswith(_READING):
         word = (start.split() or ["(empty)"])[0]
         raise DataError(
             f"dataset.query must read data (SELECT, WITH, VALUES or TABLE), not {word.upper()}"
         )
-    return query
+    return statements[0]
 
 
 def _statement(query: str | None, table: str | None) -> Any:

@@ -140,3 +140,24 @@ def test_a_postgres_query_trains_like_its_parquet_export(stack: Stack, orders_db
     found = {name: SENTINEL in text or MARK in text for name, text in places.items()}
     assert not any(found.values()), [name for name, hit in found.items() if hit]
     assert "pii:" in places["runs"] + "".join(places.values())  # the hashes are what is stored
+
+
+def test_a_query_never_changes_the_database(orders_db):
+    from mlpipe.config import DatasetSpec
+    from mlpipe.data.datasets import iter_source
+    from mlpipe.errors import DataError
+
+    url = f"postgresql://postgres@{PG_HOST}/{orders_db}"
+    writes = [
+        "SELECT id FROM orders LIMIT 1; COMMIT; DELETE FROM orders",  # ends the read-only txn
+        "WITH gone AS (DELETE FROM orders RETURNING *) SELECT * FROM gone",
+        "SELECT id FROM orders LIMIT 1; ROLLBACK; BEGIN READ WRITE; DELETE FROM orders",
+    ]
+    for query in writes:
+        with pytest.raises(DataError) as err:
+            list(iter_source(DatasetSpec(source=url, query=query), 1000))
+        assert "\n" not in str(err.value)
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sqlalchemy.text("SELECT count(*) FROM orders")).scalar() == ROWS
+    engine.dispose()

@@ -193,3 +193,22 @@ def test_a_remote_name_without_a_type_or_with_a_query_string(web_folder):
 def test_a_remote_output_folder_is_made_before_any_work(tmp_path):
     sources.check_writable_url(f"file://{tmp_path}/new/folder/out.parquet")
     assert (tmp_path / "new" / "folder").is_dir()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM orders; COMMIT; DELETE FROM orders",
+        "SELECT 1; DROP TABLE orders",
+        "select 1 ; /* more */ select 2",
+    ],
+)
+def test_a_query_is_one_statement(shop_db: str, query: str):
+    with pytest.raises(DataError, match=r"^dataset\.query holds \d statements: give one SELECT"):
+        list(iter_source(DatasetSpec(source=shop_db, query=query), 100))
+
+
+def test_semicolons_inside_strings_names_and_comments_are_not_statements(shop_db: str):
+    query = "SELECT 'a;b' AS \"c;d\", id FROM orders /* ; */ ORDER BY id LIMIT 2; -- end;"
+    frame = load_source(DatasetSpec(source=shop_db, query=query))
+    assert frame["c;d"].tolist() == ["a;b", "a;b"]
