@@ -96,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate a new batch, measure drift, retrain on drift (cooldown, de-duplicated)",
     )
     _add_dataset_args(monitor)
-    monitor.add_argument("--batch", metavar="PATH", required=True, help="the new batch to check")
+    monitor.add_argument(
+        "--batch",
+        metavar="PATH|URL",
+        required=True,
+        help="the new batch to check: one CSV or Parquet file, local or a URL",
+    )
 
     deploy = sub.add_parser(
         "deploy",
@@ -896,10 +901,15 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Run the monitoring flow on a batch and print its decision."""
     from mlpipe.errors import DataValidationError
-    from mlpipe.io.tables import check_readable
+    from mlpipe.io.sources import is_remote, remote_files
+    from mlpipe.io.tables import check_readable, table_format
 
     config = _load_config(args)
-    check_readable(args.batch, "batch file")
+    if is_remote(args.batch):
+        remote_files(args.batch)  # a missing file or an unknown protocol: one line, now
+        table_format(args.batch.split("?", 1)[0])
+    else:
+        check_readable(args.batch, "batch file")
     from mlpipe.orchestration import run_monitoring
 
     decision = run_monitoring(config, args.batch)

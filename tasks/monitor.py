@@ -21,6 +21,7 @@ from mlpipe.data.roles import resolve_schema
 from mlpipe.errors import RegistryError
 from mlpipe.handoff import Assessment, TriggerDecision
 from mlpipe.io import tracking
+from mlpipe.io.sources import readable
 from mlpipe.io.tables import read_table
 from mlpipe.monitoring import keep_batch, log_drift
 from mlpipe.orchestration import (
@@ -48,7 +49,9 @@ def assess_batch(config: Config, data: str, run_id: str) -> Assessment:
     gate and holds the target is kept in the batch store, for training windows.
     """
     # Personal data hashed as it is read: kept batches, reports and drift tables never hold it.
-    frame = masker(config.dataset.pii)(read_table(data, config.dataset.encoding))
+    with readable(data) as local:  # a URL: read from a local copy
+        frame = masker(config.dataset.pii)(read_table(local, config.dataset.encoding))
+        digest = sha256_file(local)
     name = model_name(config.dataset, config.tracking.model_name)
     try:
         served = resolve(name)
@@ -67,7 +70,6 @@ def assess_batch(config: Config, data: str, run_id: str) -> Assessment:
     if measured:
         with tempfile.TemporaryDirectory() as folder:
             log_drift(run_id, measured[1], Path(folder))
-    digest = sha256_file(data)
     accepted = None
     if outcome.passed:
         accepted = keep_batch(config, passing, schema.target)

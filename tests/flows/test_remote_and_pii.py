@@ -49,6 +49,14 @@ def test_training_and_predicting_from_files_served_over_http(
     assert main([*args, "--output", f"{url}/scored.csv"]) == 1  # a web server is read-only
     assert "http(s) URLs are read-only" in capsys.readouterr().err
 
+    # Monitoring a batch given by its URL: judged against the champion like a local file.
+    load_penguins().head(60).to_csv(folder / "new.csv", index=False)
+    monitor = ["monitor", "--data", source, "--target", "species", "--set", "dataset.ignore=[year]"]
+    assert main([*monitor, "--batch", f"{url}/new.csv"]) == 0
+    assert "retrain" not in capsys.readouterr().out.split(":")[0]
+    assert main([*monitor, "--batch", f"{url}/none.csv"]) != 0
+    assert f"data not found: {url}/none.csv" in capsys.readouterr().err
+
 
 def stored_text(path: Path) -> str:
     if path.suffix == ".parquet":
